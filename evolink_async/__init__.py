@@ -1,0 +1,88 @@
+"""evolink_async: the async-first SDK for EvoLink's image-generation task API.
+
+    import evolink_async as evo
+
+    async with evo.AsyncClient() as client:            # key from EVOLINK_API_KEY
+        task = await client.generate("a cat playing on grass", size="16:9", quality="2K")
+        print(task.results)
+
+The simulator for tests and demos lives in :mod:`evolink_async.testing`.
+"""
+
+from ._client import AsyncClient, OnUpdate, new_idempotency_key
+from ._config import DEFAULT_BASE_URL, Limits, PollPolicy, RetryPolicy, Timeouts
+from ._version import __version__
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ClientStateError,
+    ConfigurationError,
+    ConflictError,
+    EvolinkError,
+    InsufficientCreditsError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    SubmissionUnknownError,
+    TaskCancelledError,
+    TaskFailedError,
+    ValidationError,
+    WaitTimeoutError,
+)
+from .models import (
+    DEFAULT_MODEL,
+    Cost,
+    Credits,
+    ImageRequest,
+    Task,
+    TaskError,
+    TaskInfo,
+    TaskStatus,
+    Usage,
+)
+
+__all__ = (
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MODEL",
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AsyncClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientStateError",
+    "ConfigurationError",
+    "ConflictError",
+    "Cost",
+    "Credits",
+    "EvolinkError",
+    "ImageRequest",
+    "InsufficientCreditsError",
+    "Limits",
+    "MalformedResponseError",
+    "NotFoundError",
+    "OnUpdate",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "RateLimitError",
+    "RetryPolicy",
+    "ServerError",
+    "SubmissionUnknownError",
+    "Task",
+    "TaskCancelledError",
+    "TaskError",
+    "TaskFailedError",
+    "TaskInfo",
+    "TaskStatus",
+    "Timeouts",
+    "Usage",
+    "ValidationError",
+    "WaitTimeoutError",
+    "__version__",
+    "new_idempotency_key",
+)

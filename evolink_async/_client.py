@@ -1,0 +1,339 @@
+"""AsyncClient: lifecycle, submit / get_task / wait / generate / credits."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import time
+import types
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import anyio
+import attrs
+
+from . import errors
+from ._config import Limits, PollPolicy, RetryPolicy, Timeouts, resolve_api_key, resolve_base_url
+from ._converter import request_to_wire, structure_credits, structure_task
+from ._http import HTTPClient
+from ._limits import RateLimiter
+from ._poller import Poller
+from .models import Credits, ImageRequest, Task, TaskStatus
+
+__all__ = ("AsyncClient", "OnUpdate")
+
+log = logging.getLogger("evolink_async")
+
+#: ``on_update`` callbacks get each new state of the task; they may be plain or async functions.
+OnUpdate = Callable[[Task], "Awaitable[None] | None"]
+
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._-]{16,96}")
+
+
+def new_idempotency_key() -> str:
+    """A fresh Idempotency-Key (what every create gets unless the caller gives one)."""
+    return f"evo-{uuid.uuid4().hex}"
+
+
+def _check_idempotency_key(key: str) -> str:
+    if not isinstance(key, str) or not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise errors.ValidationError("idempotency_key", "must be 16-96 characters of A-Z a-z 0-9 . _ -")
+    return key
+
+
+def _task_id_of(task: Task | str) -> str:
+    task_id = task.id if isinstance(task, Task) else task
+    if not isinstance(task_id, str) or not task_id.strip():
+        raise errors.ValidationError("task_id", f"must be a non-empty string, got {task_id!r}")
+    return task_id
+
+
+def _add_task_note(exc: BaseException, task_id: str) -> None:
+    # A user's own exception (from on_update) cannot carry our attribute; a note keeps the id visible.
+    add_note = getattr(exc, "add_note", None)
+    if add_note is not None and not isinstance(exc, errors.EvolinkError):
+        add_note(f"evolink task_id={task_id}")
+
+
+class AsyncClient:
+    """The EvoLink client. Use it as ``async with AsyncClient() as client: ...``.
+
+    The API key comes from ``api_key`` or ``EVOLINK_API_KEY``; the base URL from ``base_url``,
+    ``EVOLINK_BASE_URL`` or ``https://api.evolink.ai``. Pass ``session`` to use your own
+    ``aiohttp.ClientSession`` (the client then leaves it open).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeouts: Timeouts = Timeouts(),
+        retry: RetryPolicy = RetryPolicy(),
+        poll: PollPolicy = PollPolicy(),
+        limits: Limits = Limits(),
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        for name, value, cls in (
+            ("timeouts", timeouts, Timeouts),
+            ("retry", retry, RetryPolicy),
+            ("poll", poll, PollPolicy),
+            ("limits", limits, Limits),
+        ):
+            if not isinstance(value, cls):
+                raise errors.ConfigurationError(f"{name} must be a {cls.__name__}, got {type(value).__name__}")
+        self.base_url = resolve_base_url(base_url)
+        self.timeouts = timeouts
+        self.retry = retry
+        self.poll = poll
+        self.limits = limits
+        self._rate = RateLimiter(limits.requests_per_second, limits.burst)
+        self._http = HTTPClient(
+            base_url=self.base_url,
+            api_key=resolve_api_key(api_key),
+            timeouts=timeouts,
+            retry=retry,
+            limiter=self._rate,
+            max_connections=limits.max_connections,
+            session=session,
+        )
+        self._poller = Poller(self._http, poll, timeouts)
+        self._in_flight = anyio.CapacityLimiter(limits.max_in_flight)
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._state = "new"  # new -> open -> closed
+
+    def __repr__(self) -> str:
+        return (
+            f"<AsyncClient {self.base_url} {self._state} in_flight={self.in_flight}/{self.limits.max_in_flight} "
+            f"waiting={self._poller.watching} queued={self._in_flight.statistics().tasks_waiting}>"
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Tasks that ``generate`` calls of this client hold a slot for right now."""
+        return int(self._in_flight.borrowed_tokens)
+
+    @property
+    def waiting(self) -> int:
+        """Tasks the shared poller is watching for someone right now."""
+        return self._poller.watching
+
+    @property
+    def is_closed(self) -> bool:
+        """True once ``aclose()`` has run."""
+        return self._state == "closed"
+
+    async def __aenter__(self) -> AsyncClient:
+        if self._state != "new":
+            raise errors.ClientStateError(f"this client is {self._state}; a client can be entered only once")
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._poller.run)
+        self._state = "open"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the poller, fail pending waits with ClientStateError, close the session. Idempotent."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        self._poller.close(errors.ClientStateError("the client was closed while waiting for this task"))
+        try:
+            if self._task_group is not None:
+                self._task_group.cancel_scope.cancel()
+                await self._task_group.__aexit__(None, None, None)
+        finally:
+            self._task_group = None
+            await self._http.aclose()
+
+    def _check_open(self, *, needs_poller: bool = False) -> None:
+        if self._state == "closed":
+            raise errors.ClientStateError("this client is closed; create a new AsyncClient")
+        if needs_poller and self._state != "open":
+            raise errors.ClientStateError(
+                "waiting needs the shared poller: use `async with AsyncClient() as client:` first"
+            )
+
+    # -- single calls ------------------------------------------------------------------------------
+
+    async def submit(self, request: ImageRequest | str, *, idempotency_key: str | None = None, **fields: Any) -> Task:
+        """Create a task (``POST /v1/images/generations``) and return it as created (usually pending).
+
+        ``request`` is an ImageRequest or a prompt; ``fields`` (size, quality, ...) build or amend it.
+        The create always carries an Idempotency-Key (yours or a fresh one) and is retried only with it.
+        On an unknown outcome :class:`SubmissionUnknownError` gives the key to resubmit with.
+        """
+        req = _build_request(request, fields)
+        key = _check_idempotency_key(idempotency_key) if idempotency_key is not None else new_idempotency_key()
+        self._check_open()
+        resp = await self._http.request(
+            "POST", "/v1/images/generations", json_body=request_to_wire(req), idempotency_key=key
+        )
+        try:
+            task = structure_task(resp.data, request_id=resp.request_id)
+        except errors.MalformedResponseError as exc:
+            # The task may exist; only the key can find it again without paying twice.
+            raise errors.SubmissionUnknownError(
+                f"create answered but the task could not be read: {exc}", idempotency_key=key
+            ) from exc
+        if resp.headers.get("idempotency-replayed", "").lower() == "true":
+            log.info("create replayed by the server: task %s (idempotency key reused)", task.id)
+        return task
+
+    async def get_task(self, task: Task | str) -> Task:
+        """Read a task's current state (``GET /v1/tasks/{id}``)."""
+        task_id = _task_id_of(task)
+        self._check_open()
+        resp = await self._http.request("GET", f"/v1/tasks/{quote(task_id, safe='')}", task_id=task_id)
+        try:
+            result = structure_task(resp.data, request_id=resp.request_id)
+        except errors.MalformedResponseError as exc:
+            exc.task_id = task_id
+            raise
+        self._poller.observe(result)
+        return result
+
+    async def credits(self) -> Credits:
+        """The account's credit balance (``GET /v1/credits``)."""
+        self._check_open()
+        resp = await self._http.request("GET", "/v1/credits")
+        return structure_credits(resp.data, request_id=resp.request_id)
+
+    async def wait(
+        self,
+        task: Task | str,
+        *,
+        timeout: float | None = None,
+        on_update: OnUpdate | None = None,
+        raise_on_failure: bool = True,
+    ) -> Task:
+        """Wait until the task is final, through the client's shared poller, and return it.
+
+        Raises TaskFailedError / TaskCancelledError for failed and cancelled tasks (unless
+        ``raise_on_failure=False``, which returns them), WaitTimeoutError after ``timeout`` seconds.
+        ``on_update`` is called with each new state (status or progress changed). Cancelling the
+        wait stops watching the task; the task itself goes on at the server.
+        """
+        task_id = _task_id_of(task)
+        if timeout is not None and not timeout > 0:
+            raise errors.ValidationError("timeout", f"must be > 0 seconds or None, got {timeout!r}")
+        self._check_open(needs_poller=True)
+        known = task if isinstance(task, Task) else None
+        return await self._wait(task_id, known, None, timeout, on_update, raise_on_failure)
+
+    async def _wait(
+        self,
+        task_id: str,
+        known: Task | None,
+        submitted_at: float | None,
+        timeout: float | None,
+        on_update: OnUpdate | None,
+        raise_on_failure: bool,
+    ) -> Task:
+        w = self._poller.watch(task_id, known, submitted_at=submitted_at)
+        try:
+            with anyio.move_on_after(timeout) as scope:
+                seen: tuple[str, int | None] | None = None
+                while True:
+                    current = w.task
+                    if on_update is not None and current is not None:
+                        state = (current.raw_status, current.progress)
+                        if state != seen:
+                            seen = state
+                            result = on_update(current)
+                            if inspect.isawaitable(result):
+                                await result
+                    if w.error is not None:
+                        raise w.error
+                    if current is not None and current.is_final:
+                        break
+                    changed = w.changed
+                    if w.task is current and w.error is None:
+                        await changed.wait()
+            if scope.cancelled_caught:
+                raise errors.WaitTimeoutError(task_id, timeout or 0.0, w.task)
+        except BaseException as exc:
+            _add_task_note(exc, task_id)
+            raise
+        finally:
+            self._poller.release(w)
+        final = w.task
+        assert final is not None
+        assert final.is_final
+        if raise_on_failure and final.status is TaskStatus.CANCELLED:
+            raise errors.TaskCancelledError(final)
+        if raise_on_failure and final.status is TaskStatus.FAILED:
+            raise errors.TaskFailedError(final)
+        return final
+
+    async def generate(
+        self,
+        request: ImageRequest | str,
+        *,
+        timeout: float | None = None,
+        on_update: OnUpdate | None = None,
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> Task:
+        """Submit a task and wait for it: the one-liner. Returns the completed Task.
+
+        Holds one of ``limits.max_in_flight`` slots from submit until the task is seen final, so at
+        most that many of this client's tasks run at once. ``timeout`` bounds the wait (not the queue
+        for a slot). Errors raised after submit carry the task id.
+        """
+        req = _build_request(request, fields)
+        if timeout is not None and not timeout > 0:
+            raise errors.ValidationError("timeout", f"must be > 0 seconds or None, got {timeout!r}")
+        self._check_open(needs_poller=True)
+        async with _Slot(self._in_flight):
+            task = await self.submit(req, idempotency_key=idempotency_key)
+            return await self._wait(task.id, task, time.monotonic(), timeout, on_update, True)
+
+
+class _Slot:
+    """One in-flight slot, borrowed on behalf of a unique token (a task may hold several)."""
+
+    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
+        self._limiter = limiter
+        self._token = object()
+
+    async def __aenter__(self) -> None:
+        await self._limiter.acquire_on_behalf_of(self._token)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limiter.release_on_behalf_of(self._token)
+
+
+_REQUEST_FIELDS = frozenset(f.name for f in attrs.fields(ImageRequest))
+
+
+def _build_request(request: ImageRequest | str, fields: dict[str, Any]) -> ImageRequest:
+    """An ImageRequest from a prompt or request plus keyword fields; unknown keywords become ``extra``."""
+    if not isinstance(request, (ImageRequest, str)):
+        raise errors.ValidationError(
+            "request", f"must be a prompt string or an ImageRequest, got {type(request).__name__}"
+        )
+    base = {k: v for k, v in fields.items() if k in _REQUEST_FIELDS}
+    unknown = {k: v for k, v in fields.items() if k not in _REQUEST_FIELDS}
+    if unknown:
+        previous = base.get("extra", request.extra if isinstance(request, ImageRequest) else {})
+        base["extra"] = {**dict(previous or {}), **unknown}
+    if isinstance(request, ImageRequest):
+        return attrs.evolve(request, **base) if base else request
+    return ImageRequest(request, **base)
+
+

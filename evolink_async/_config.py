@@ -1,0 +1,152 @@
+"""Frozen, keyword-only option values. Change one by copying: ``attrs.evolve(Timeouts(), poll=5)``."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from urllib.parse import urlsplit
+
+import attrs
+
+from .errors import ConfigurationError
+
+__all__ = ("DEFAULT_BASE_URL", "Limits", "PollPolicy", "RetryPolicy", "Timeouts", "is_loopback_host")
+
+DEFAULT_BASE_URL = "https://api.evolink.ai"
+ENV_API_KEY = "EVOLINK_API_KEY"
+ENV_BASE_URL = "EVOLINK_BASE_URL"
+
+
+def _positive(_: object, attribute: attrs.Attribute[float], value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ConfigurationError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value >= 0:
+        raise ConfigurationError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Timeouts:
+    """Seconds: ``connect`` for opening a connection, ``request`` for one whole API request,
+    ``poll`` for one status read by the poller (shorter: a slow read is retried, not waited on)."""
+
+    connect: float = attrs.field(default=10.0, validator=_positive)
+    request: float = attrs.field(default=60.0, validator=_positive)
+    poll: float = attrs.field(default=15.0, validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """Retries of one request on connection errors, timeouts, 429 and 5xx.
+
+    Delays grow ``initial_backoff * multiplier**n`` up to ``max_backoff`` with full jitter; a
+    ``Retry-After`` from the server is honoured up to ``max_retry_after`` seconds.
+    ``max_attempts`` counts the first try. Creates are retried only with their Idempotency-Key.
+    """
+
+    max_attempts: int = attrs.field(default=4)
+    initial_backoff: float = attrs.field(default=0.5, validator=_positive)
+    max_backoff: float = attrs.field(default=8.0, validator=_positive)
+    multiplier: float = attrs.field(default=2.0, validator=_positive)
+    max_retry_after: float = attrs.field(default=30.0, validator=_non_negative)
+
+    @max_attempts.validator
+    def _check_attempts(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if value < 1:
+            raise ConfigurationError(f"max_attempts must be >= 1, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class PollPolicy:
+    """How the shared poller schedules status reads.
+
+    The first read comes at ``first_check`` times the task's ``estimated_time``; later reads aim just past
+    the finish predicted from progress, never sooner than ``min_interval`` nor later than
+    ``max_interval`` apart, with ±``jitter`` (a fraction). ``batch`` chooses ``POST /v1/tasks/batch``:
+    ``None`` detects it once, ``False`` never uses it.
+    """
+
+    min_interval: float = attrs.field(default=0.5, validator=_positive)
+    max_interval: float = attrs.field(default=30.0, validator=_positive)
+    default_estimate: float = attrs.field(default=30.0, validator=_positive)
+    first_check: float = attrs.field(default=0.5, validator=_positive)
+    finish_margin: float = attrs.field(default=0.03, validator=_non_negative)
+    overdue_factor: float = attrs.field(default=0.2, validator=_positive)
+    jitter: float = attrs.field(default=0.1, validator=_non_negative)
+    batch: bool | None = None
+    batch_size: int = attrs.field(default=50)
+    batch_interval: float = attrs.field(default=0.5, validator=_non_negative)
+    max_concurrent_reads: int = attrs.field(default=8)
+
+    @batch_size.validator
+    def _check_batch_size(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if not 1 <= value <= 50:
+            raise ConfigurationError(f"batch_size must be between 1 and 50, got {value!r}")
+
+    @max_concurrent_reads.validator
+    def _check_reads(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if value < 1:
+            raise ConfigurationError(f"max_concurrent_reads must be >= 1, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """``max_in_flight``: tasks of this client running on the server at once (held by ``generate``).
+    ``requests_per_second`` / ``burst``: the client-wide request pace (``None``: unpaced; it still backs
+    off on 429). ``max_connections``: the connection pool size."""
+
+    max_in_flight: int = attrs.field(default=16)
+    requests_per_second: float | None = attrs.field(default=10.0, validator=_positive)
+    burst: int = attrs.field(default=10)
+    max_connections: int = attrs.field(default=32)
+
+    @max_in_flight.validator
+    def _check_in_flight(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if value < 1:
+            raise ConfigurationError(f"max_in_flight must be >= 1, got {value!r}")
+
+    @burst.validator
+    def _check_burst(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if value < 1:
+            raise ConfigurationError(f"burst must be >= 1, got {value!r}")
+
+    @max_connections.validator
+    def _check_connections(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if value < 1:
+            raise ConfigurationError(f"max_connections must be >= 1, got {value!r}")
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost`` and loopback IP literals."""
+    if not host:
+        return False
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_api_key(api_key: str | None) -> str:
+    key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
+    if not key or not key.strip():
+        raise ConfigurationError(f"no API key: pass api_key=... or set {ENV_API_KEY}")
+    return key.strip()
+
+
+def resolve_base_url(base_url: str | None) -> str:
+    url = (base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {url!r}")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        # The key would cross the network in clear text.
+        raise ConfigurationError(
+            f"refusing to send the API key over plain http:// to {parts.hostname}; use https:// "
+            "(plain http is allowed only to loopback, e.g. the simulator)"
+        )
+    return url

@@ -1,0 +1,384 @@
+"""The shared poll scheduler: one loop per client, a heap of next-check times, few requests.
+
+Each watched task has one entry in a heap keyed by when it should next be read. The loop sleeps until
+the earliest is due (or a new task arrives), then refreshes every due task in as few requests as it
+can: ``POST /v1/tasks/batch`` (up to 50 ids) when the server answers it, one ``GET`` each otherwise.
+When a task is read its next check is planned from what is known: the server's ``estimated_time``,
+the time elapsed, and its ``progress`` (which predicts the finish). Waiters never poll; they sleep on
+an event the poller sets.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from urllib.parse import quote
+
+import anyio
+import attrs
+
+from . import errors
+from ._config import PollPolicy, Timeouts
+from ._converter import structure_task, structure_tasks
+from ._http import HTTPClient
+from .models import Task
+
+__all__ = ("Poller", "Watch", "next_delay")
+
+log = logging.getLogger("evolink_async")
+
+_MAX_ELAPSED_TRUSTED = 7 * 24 * 3600.0
+
+
+def next_delay(
+    policy: PollPolicy,
+    *,
+    elapsed: float,
+    estimated: float | None,
+    progress: int | None,
+    rng: Callable[[], float] = random.random,
+) -> float:
+    """Seconds until a task should next be read, from what its last read told us.
+
+    - progress between 0 and 100: it predicts the total duration (``elapsed / progress``), so aim
+      just past the predicted finish;
+    - no progress yet: first look at ``first_check`` of the estimate, then just past the estimate;
+    - past the estimate with nothing to go on: back off in proportion to the time already spent.
+    Clamped to [min_interval, max_interval] and jittered so tasks submitted together spread out.
+    """
+    estimate = estimated if estimated is not None and estimated > 0 else policy.default_estimate
+    if progress is not None and 0 < progress < 100 and elapsed > 0:
+        total = elapsed * 100.0 / progress
+        delay = total - elapsed + policy.finish_margin * total
+    elif elapsed < estimate * policy.first_check:
+        delay = estimate * policy.first_check - elapsed
+    elif elapsed < estimate:
+        delay = estimate - elapsed + policy.finish_margin * estimate
+    else:
+        delay = elapsed * policy.overdue_factor
+    # Never re-read faster than a small fraction of the time the task has already taken.
+    floor = max(policy.min_interval, 0.03 * elapsed)
+    delay = min(policy.max_interval, max(floor, delay))
+    return delay * (1.0 + policy.jitter * (2.0 * rng() - 1.0))
+
+
+@attrs.define(eq=False)
+class Watch:
+    """The poller's record of one task that someone is waiting on."""
+
+    task_id: str
+    started: float
+    task: Task | None = None
+    error: errors.EvolinkError | None = None
+    version: int = 0
+    refs: int = 0
+    reads: int = 0
+    failures: int = 0
+    due: float = 0.0
+    reading: bool = False
+    changed: anyio.Event = attrs.field(factory=anyio.Event)
+
+    @property
+    def done(self) -> bool:
+        return self.error is not None or (self.task is not None and self.task.is_final)
+
+    def update(self, task: Task) -> None:
+        self.task = task
+        self.version += 1
+        self._wake()
+
+    def fail(self, error: errors.EvolinkError) -> None:
+        if self.error is None:
+            if error.task_id is None:
+                error.task_id = self.task_id
+            self.error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        event, self.changed = self.changed, anyio.Event()
+        event.set()
+
+
+class Poller:
+    """Refreshes watched tasks; one instance per client, run in the client's task group."""
+
+    def __init__(
+        self,
+        http: HTTPClient,
+        policy: PollPolicy,
+        timeouts: Timeouts,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._http = http
+        self.policy = policy
+        self._timeouts = timeouts
+        self._clock = clock
+        self._watches: dict[str, Watch] = {}
+        self._heap: list[tuple[float, int, Watch]] = []
+        self._seq = itertools.count()
+        self._wake = anyio.Event()
+        self._reads = anyio.CapacityLimiter(policy.max_concurrent_reads)
+        self._last_batch = float("-inf")
+        #: None until detected; then whether POST /v1/tasks/batch works on this server.
+        self.batch_supported: bool | None = policy.batch
+        self.requests = 0
+        self.closed = False
+
+    def __repr__(self) -> str:
+        mode = {None: "batch?", True: "batch", False: "per-task"}[self.batch_supported]
+        return f"<Poller watching={len(self._watches)} mode={mode} requests={self.requests}>"
+
+    @property
+    def watching(self) -> int:
+        return len(self._watches)
+
+    # -- waiters' side -------------------------------------------------------------------------
+
+    def watch(self, task_id: str, task: Task | None = None, *, submitted_at: float | None = None) -> Watch:
+        """Start (or join) watching a task; pair every call with :meth:`release`."""
+        if self.closed:
+            raise errors.ClientStateError("the client is closed")
+        w = self._watches.get(task_id)
+        if w is None:
+            now = self._clock()
+            w = Watch(task_id=task_id, started=submitted_at if submitted_at is not None else self._started(task, now))
+            self._watches[task_id] = w
+            w.task = task
+            if task is None:
+                self._schedule(w, now)  # nothing known about it: read it now
+            elif not task.is_final:
+                estimate = task.estimated_time or self.policy.default_estimate
+                stale = submitted_at is None and now - w.started >= estimate
+                # A task object from long ago says little about now: read it at once.
+                self._schedule(w, now if stale else now + self._delay(w, now))
+        elif task is not None and w.task is None:
+            w.update(task)
+        w.refs += 1
+        return w
+
+    def release(self, w: Watch) -> None:
+        w.refs -= 1
+        if w.refs <= 0 and self._watches.get(w.task_id) is w:
+            del self._watches[w.task_id]  # its heap entry is skipped when it surfaces
+
+    def observe(self, task: Task) -> None:
+        """A fresh read from elsewhere (get_task, a callback): share it with waiters."""
+        w = self._watches.get(task.id)
+        if w is not None and not w.done:
+            w.update(task)
+            w.failures = 0
+            if not task.is_final and not w.reading:
+                now = self._clock()
+                self._schedule(w, now + self._delay(w, now))
+
+    def close(self, error: errors.EvolinkError) -> None:
+        """Fail every waiter with ``error`` (the client is closing)."""
+        self.closed = True
+        for w in list(self._watches.values()):
+            w.fail(_copy_error(error, w.task_id))
+
+    # -- scheduling --------------------------------------------------------------------------------
+
+    def _started(self, task: Task | None, now: float) -> float:
+        # For a task we did not just submit, its server timestamp tells how long it has run.
+        if task is not None and task.created is not None:
+            elapsed = time.time() - task.created
+            if 0 <= elapsed < _MAX_ELAPSED_TRUSTED:
+                return now - elapsed
+        return now
+
+    def _delay(self, w: Watch, now: float) -> float:
+        task = w.task
+        delay = next_delay(
+            self.policy,
+            elapsed=now - w.started,
+            estimated=task.estimated_time if task is not None else None,
+            progress=task.progress if task is not None else None,
+        )
+        if w.failures:
+            # Reads keep failing: back off (the waits go on; the errors are logged).
+            delay = max(delay, min(self.policy.max_interval, self.policy.min_interval * 2**w.failures))
+        return delay
+
+    def _schedule(self, w: Watch, due: float) -> None:
+        w.due = due
+        heapq.heappush(self._heap, (due, next(self._seq), w))
+        self._wake.set()
+
+    def _live(self, entry: tuple[float, int, Watch]) -> bool:
+        due, _, w = entry
+        return self._watches.get(w.task_id) is w and not w.done and not w.reading and w.due == due
+
+    def _pop_due(self, now: float, limit: int, lookahead: float) -> list[Watch]:
+        """Up to ``limit`` live watches due by ``now + lookahead``, earliest first."""
+        taken: list[Watch] = []
+        while self._heap and len(taken) < limit:
+            entry = self._heap[0]
+            if not self._live(entry):
+                heapq.heappop(self._heap)
+                continue
+            if entry[0] > now + lookahead:
+                break
+            heapq.heappop(self._heap)
+            entry[2].reading = True
+            taken.append(entry[2])
+        return taken
+
+    def _next_due(self) -> float | None:
+        while self._heap and not self._live(self._heap[0]):
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The poll loop; runs until cancelled."""
+        async with anyio.create_task_group() as tg:
+            while True:
+                self._wake = anyio.Event()
+                due_at = self._next_due()
+                now = self._clock()
+                use_batch = self.batch_supported is not False
+                if due_at is not None and use_batch:
+                    # Let a few more tasks fall due so one request reads many.
+                    due_at = max(due_at, self._last_batch + self.policy.batch_interval)
+                if due_at is None or due_at > now:
+                    with anyio.move_on_after(None if due_at is None else due_at - now):
+                        await self._wake.wait()
+                    continue
+                if use_batch:
+                    # A batch read costs one request however many ids it carries, so fill it with
+                    # tasks due soon too: reading them a little early is free.
+                    lookahead = max(self.policy.batch_interval, 2.0)
+                    batch = self._pop_due(now, self.policy.batch_size, lookahead)
+                    self._last_batch = now
+                    tg.start_soon(self._refresh_batch, batch)
+                else:
+                    for w in self._pop_due(now, len(self._heap), 0.0):
+                        tg.start_soon(self._refresh_one, w)
+
+    async def _refresh_batch(self, batch: list[Watch]) -> None:
+        async with self._reads:
+            try:
+                self.requests += 1
+                resp = await self._http.request(
+                    "POST",
+                    "/v1/tasks/batch",
+                    json_body={"task_ids": [w.task_id for w in batch]},
+                    timeout=self._timeouts.poll,
+                    max_attempts=2,
+                )
+                tasks = structure_tasks(resp.data, request_id=resp.request_id)
+            except errors.APIError as exc:
+                if exc.status in (404, 405):
+                    if self.batch_supported is None:
+                        log.info("POST /v1/tasks/batch is not available here; polling per task")
+                    self.batch_supported = False
+                    tasks = None
+                elif _transient(exc):
+                    self._finish_reads(batch, exc)
+                    return
+                else:
+                    # An error about the request as a whole (401, 403, ...) concerns every task in it.
+                    for w in batch:
+                        self._deliver_error(w, exc)
+                    return
+            except errors.EvolinkError as exc:
+                self._finish_reads(batch, exc)
+                return
+            except Exception as exc:  # never lose an exception: hand it to the waiters
+                for w in batch:
+                    self._deliver_error(w, _unexpected(exc))
+                return
+        if tasks is None:
+            for w in batch:
+                await self._refresh_one(w)
+            return
+        if self.batch_supported is None:
+            self.batch_supported = True
+        by_id = {t.id: t for t in tasks}
+        missing = []
+        for w in batch:
+            task = by_id.get(w.task_id)
+            if task is None:
+                missing.append(w)
+            else:
+                self._apply(w, task)
+        # The batch endpoint leaves out unknown and foreign ids; a direct read says which it was.
+        for w in missing:
+            await self._refresh_one(w)
+
+    async def _refresh_one(self, w: Watch) -> None:
+        async with self._reads:
+            try:
+                self.requests += 1
+                resp = await self._http.request(
+                    "GET",
+                    f"/v1/tasks/{quote(w.task_id, safe='')}",
+                    timeout=self._timeouts.poll,
+                    task_id=w.task_id,
+                    max_attempts=2,
+                )
+                task = structure_task(resp.data, request_id=resp.request_id)
+            except errors.EvolinkError as exc:
+                if _transient(exc):
+                    self._finish_reads([w], exc)
+                else:
+                    self._deliver_error(w, exc)
+                return
+            except Exception as exc:  # never lose an exception: hand it to the waiter
+                self._deliver_error(w, _unexpected(exc))
+                return
+        self._apply(w, task)
+
+    def _apply(self, w: Watch, task: Task) -> None:
+        w.reading = False
+        w.reads += 1
+        w.failures = 0
+        if w.done:
+            return
+        w.update(task)
+        if not task.is_final and self._watches.get(w.task_id) is w:
+            now = self._clock()
+            self._schedule(w, now + self._delay(w, now))
+
+    def _finish_reads(self, batch: Iterable[Watch], exc: errors.EvolinkError) -> None:
+        """Transient read failure: keep waiting, back off, say so in the log."""
+        log.warning("status read failed, will retry: %s", exc)
+        now = self._clock()
+        for w in batch:
+            w.reading = False
+            w.failures += 1
+            if not w.done and self._watches.get(w.task_id) is w:
+                self._schedule(w, now + self._delay(w, now))
+
+    def _deliver_error(self, w: Watch, exc: errors.EvolinkError) -> None:
+        w.reading = False
+        w.fail(_copy_error(exc, w.task_id))
+
+
+def _transient(exc: errors.EvolinkError) -> bool:
+    return isinstance(
+        exc, (errors.APIConnectionError, errors.ServerError, errors.RateLimitError, errors.MalformedResponseError)
+    )
+
+
+def _unexpected(exc: Exception) -> errors.EvolinkError:
+    err = errors.EvolinkError(f"unexpected error while polling: {type(exc).__name__}: {exc}")
+    err.__cause__ = exc
+    return err
+
+
+def _copy_error(exc: errors.EvolinkError, task_id: str) -> errors.EvolinkError:
+    """A per-task copy, so each waiter raises its own instance carrying its own task id."""
+    cls = type(exc)
+    dup = cls.__new__(cls, *exc.args)
+    dup.__dict__.update(exc.__dict__)
+    dup.args = exc.args
+    dup.task_id = task_id
+    dup.__cause__ = exc.__cause__
+    return dup

@@ -1,0 +1,235 @@
+"""The one error tree of evolink_async.
+
+Every exception the SDK raises on purpose derives from :class:`EvolinkError`::
+
+    EvolinkError
+    ├── ValidationError (ValueError)            a request or option is invalid; nothing was sent
+    ├── ConfigurationError (ValueError)         the client's own settings are unusable
+    ├── ClientStateError (RuntimeError)         used after close, or wait() on a client never entered
+    ├── APIError                                the API answered with an error (status, code, message, ...)
+    │   ├── BadRequestError                     400, 413, 422
+    │   ├── AuthenticationError                 401
+    │   ├── InsufficientCreditsError            402
+    │   ├── PermissionDeniedError               403
+    │   ├── NotFoundError                       404
+    │   ├── ConflictError                       409 (e.g. idempotency_conflict)
+    │   ├── RateLimitError                      429 (retry_after)
+    │   └── ServerError                         5xx, including non-JSON proxy pages
+    ├── MalformedResponseError                  a 2xx answer that is not the JSON we expect
+    ├── APIConnectionError                      no usable answer: refused, reset, dropped
+    │   └── APITimeoutError (TimeoutError)      the request took longer than its timeout
+    ├── SubmissionUnknownError                  a create's outcome is unknown after retries
+    ├── TaskFailedError                         the task ended ``failed``
+    │   └── TaskCancelledError                  the task ended ``cancelled``
+    └── WaitTimeoutError (TimeoutError)         wait() gave up; the task may still finish
+
+Every error that concerns a task carries ``task_id``. Errors raised by a create carry the
+``idempotency_key`` it was sent with, so the same request can be resubmitted without paying twice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .models import Task
+
+__all__ = (
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientStateError",
+    "ConfigurationError",
+    "ConflictError",
+    "EvolinkError",
+    "InsufficientCreditsError",
+    "MalformedResponseError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "SubmissionUnknownError",
+    "TaskCancelledError",
+    "TaskFailedError",
+    "ValidationError",
+    "WaitTimeoutError",
+)
+
+
+class EvolinkError(Exception):
+    """Root of every error the SDK raises on purpose."""
+
+    #: The task this error concerns, when there is one.
+    task_id: str | None = None
+    #: The Idempotency-Key of the create this error concerns, when there is one.
+    idempotency_key: str | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        extras = []
+        if self.task_id:
+            extras.append(f"task_id={self.task_id}")
+        if self.idempotency_key and self.task_id is None:
+            extras.append(f"idempotency_key={self.idempotency_key}")
+        request_id = getattr(self, "request_id", None)
+        if request_id:
+            extras.append(f"request_id={request_id}")
+        return f"{text} ({', '.join(extras)})" if extras else text
+
+
+class ValidationError(EvolinkError, ValueError):
+    """A request field is invalid; raised before anything is sent."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class ConfigurationError(EvolinkError, ValueError):
+    """The client's settings cannot be used (missing key, key over plain HTTP, ...)."""
+
+
+class ClientStateError(EvolinkError, RuntimeError):
+    """The client is closed, or a call needs ``async with AsyncClient()`` first."""
+
+
+class APIError(EvolinkError):
+    """The API answered with an HTTP error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | int | None = None,
+        type: str | None = None,
+        param: str | None = None,
+        request_id: str | None = None,
+        task_id: str | None = None,
+        idempotency_key: str | None = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(f"HTTP {status}: {message}" + (f" [code={code}]" if code not in (None, "") else ""))
+        self.message = message
+        self.status = status
+        self.code = code
+        self.type = type
+        self.param = param
+        self.request_id = request_id
+        self.task_id = task_id
+        self.idempotency_key = idempotency_key
+        #: The decoded error body (or the first bytes of a non-JSON body), for debugging.
+        self.body = body
+
+
+class BadRequestError(APIError):
+    """400 / 413 / 422: the API rejected the request's content."""
+
+
+class AuthenticationError(APIError):
+    """401: the key is missing, invalid or expired."""
+
+
+class InsufficientCreditsError(APIError):
+    """402: not enough credits (account balance, key total or daily limit; see ``code``)."""
+
+
+class PermissionDeniedError(APIError):
+    """403: model not allowed for this key, or the task is another account's."""
+
+
+class NotFoundError(APIError):
+    """404: no such task or model."""
+
+
+class ConflictError(APIError):
+    """409: e.g. the same Idempotency-Key was sent with a different body."""
+
+
+class RateLimitError(APIError):
+    """429: too many requests. ``retry_after`` is the server's hint in seconds, if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """5xx: server, upstream or gateway trouble (also non-JSON proxy pages)."""
+
+
+class MalformedResponseError(EvolinkError):
+    """A successful HTTP answer whose body is not the JSON shape the API documents."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, request_id: str | None = None, task_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.request_id = request_id
+        self.task_id = task_id
+
+
+class APIConnectionError(EvolinkError):
+    """No usable answer: connection refused, reset or dropped mid-request."""
+
+    def __init__(
+        self, message: str, *, task_id: str | None = None, idempotency_key: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.idempotency_key = idempotency_key
+
+
+class APITimeoutError(APIConnectionError, TimeoutError):
+    """A request took longer than its timeout."""
+
+
+class SubmissionUnknownError(EvolinkError):
+    """A create was sent but its outcome is unknown after all retries.
+
+    The task may or may not exist. Resubmit with ``idempotency_key=err.idempotency_key``: the API
+    then returns the original task instead of charging twice.
+    """
+
+    def __init__(self, message: str, *, idempotency_key: str) -> None:
+        super().__init__(message)
+        self.idempotency_key = idempotency_key
+
+
+class TaskFailedError(EvolinkError):
+    """The task ended ``failed``. ``task`` is its last state, ``code`` its error code (may be None)."""
+
+    def __init__(self, task: Task) -> None:
+        err = task.error
+        self.task = task
+        self.task_id = task.id
+        self.code: str | None = err.code if err is not None else None
+        self.error_message: str | None = err.message if err is not None else None
+        detail = f"{self.code}: {self.error_message}" if err is not None else "no error detail given"
+        super().__init__(f"task {task.status.value}: {detail}")
+
+    @property
+    def retryable(self) -> bool:
+        """Whether resubmitting may succeed (server-side codes), per EvoLink's table."""
+        from .models import is_retryable_code
+
+        return is_retryable_code(self.code)
+
+
+class TaskCancelledError(TaskFailedError):
+    """The task ended ``cancelled``."""
+
+
+class WaitTimeoutError(EvolinkError, TimeoutError):
+    """wait() gave up before the task ended. The task may still finish: wait again with ``task_id``."""
+
+    def __init__(self, task_id: str, timeout: float, last: Task | None = None) -> None:
+        super().__init__(f"task not finished after {timeout:g} s")
+        self.task_id = task_id
+        self.timeout = timeout
+        #: The last state seen, if any.
+        self.last = last
