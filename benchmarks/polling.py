@@ -144,8 +144,7 @@ async def main(args: argparse.Namespace) -> int:
     )
     print("targets met" if ok else "TARGETS MISSED")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=2)
+        await anyio.Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0 if ok else 1
 
 
