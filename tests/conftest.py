@@ -17,11 +17,13 @@ FAST_POLL = evo.PollPolicy(min_interval=0.05, max_interval=0.5, default_estimate
 UNPACED = evo.Limits(max_in_flight=64, requests_per_second=None)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Every coroutine test runs under anyio (asyncio backend) without a mark on each.
-    for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.function):
-            item.add_marker(pytest.mark.anyio)
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    # Every coroutine test runs under anyio (asyncio backend) without a mark on each. The mark must be
+    # on the function before anyio's own collection hook looks at it (so parametrize still works).
+    is_test = isinstance(collector, pytest.Module | pytest.Class) and collector.istestfunction(obj, name)
+    if is_test and inspect.iscoroutinefunction(obj):
+        pytest.mark.anyio(obj)
 
 
 @pytest.fixture
