@@ -104,6 +104,10 @@ class AsyncClient:
         self._poller = Poller(self._http, poll, timeouts)
         self._in_flight = anyio.CapacityLimiter(limits.max_in_flight)
         self._task_group: anyio.abc.TaskGroup | None = None
+        # The poller's own scope: aclose() may run in any task, and cancelling this scope stops only the
+        # poller, whereas the task group's scope also covers the body of the caller's ``async with``.
+        # Made in __aenter__: a CancelScope needs a running event loop, the constructor does not.
+        self._poller_scope: anyio.CancelScope | None = None
         self._state = "new"  # new -> open -> closed
 
     def __repr__(self) -> str:
@@ -132,11 +136,16 @@ class AsyncClient:
     async def __aenter__(self) -> AsyncClient:
         if self._state != "new":
             raise errors.ClientStateError(f"this client is {self._state}; a client can be entered only once")
+        self._poller_scope = anyio.CancelScope()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
-        self._task_group.start_soon(self._poller.run)
+        self._task_group.start_soon(self._run_poller, self._poller_scope)
         self._state = "open"
         return self
+
+    async def _run_poller(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            await self._poller.run()
 
     async def __aexit__(
         self,
@@ -144,21 +153,29 @@ class AsyncClient:
         exc: BaseException | None,
         tb: types.TracebackType | None,
     ) -> None:
-        await self.aclose()
+        try:
+            await self.aclose()
+        finally:
+            # The task group is left here, in the task and scope that entered it, never in aclose():
+            # aclose() may be called from another task or a nested task group, where exiting (or
+            # cancelling) this scope would corrupt the caller's cancel scopes.
+            task_group, self._task_group = self._task_group, None
+            if task_group is not None:
+                task_group.cancel_scope.cancel()
+                await task_group.__aexit__(None, None, None)
 
     async def aclose(self) -> None:
-        """Stop the poller, fail pending waits with ClientStateError, close the session. Idempotent."""
+        """Stop the poller, fail pending waits with ClientStateError, close the session. Idempotent.
+
+        Safe to call from any task; the ``async with`` block's exit finishes the shutdown.
+        """
         if self._state == "closed":
             return
         self._state = "closed"
         self._poller.close(errors.ClientStateError("the client was closed while waiting for this task"))
-        try:
-            if self._task_group is not None:
-                self._task_group.cancel_scope.cancel()
-                await self._task_group.__aexit__(None, None, None)
-        finally:
-            self._task_group = None
-            await self._http.aclose()
+        if self._poller_scope is not None:
+            self._poller_scope.cancel()
+        await self._http.aclose()
 
     def _check_open(self, *, needs_poller: bool = False) -> None:
         if self._state == "closed":
@@ -244,7 +261,11 @@ class AsyncClient:
         on_update: OnUpdate | None,
         raise_on_failure: bool,
     ) -> Task:
-        w = self._poller.watch(task_id, known, submitted_at=submitted_at)
+        try:
+            w = self._poller.watch(task_id, known, submitted_at=submitted_at)
+        except errors.EvolinkError as exc:
+            exc.task_id = task_id  # e.g. closed right after submit: the task exists, keep its id
+            raise
         try:
             with anyio.move_on_after(timeout) as scope:
                 seen: tuple[str, int | None] | None = None

@@ -135,7 +135,11 @@ def resolve_api_key(api_key: str | None) -> str:
     key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
     if not key or not key.strip():
         raise ConfigurationError(f"no API key: pass api_key=... or set {ENV_API_KEY}")
-    return key.strip()
+    key = key.strip()
+    if any(c.isspace() or not c.isprintable() for c in key):
+        # It goes into a header: CR/LF would be header injection. Never echo the key itself.
+        raise ConfigurationError("the API key contains whitespace or control characters")
+    return key
 
 
 def resolve_base_url(base_url: str | None) -> str:

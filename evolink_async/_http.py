@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -150,6 +151,7 @@ class HTTPClient:
         self._session = session
         self._owns_session = session is None
         self.requests_sent = 0
+        self.closed = False
 
     def __repr__(self) -> str:
         return f"<HTTPClient {self.base_url} requests_sent={self.requests_sent}>"
@@ -161,6 +163,8 @@ class HTTPClient:
         return self._session
 
     async def aclose(self) -> None:
+        # Marked first: a request still in its retry loop must not open a new session after this.
+        self.closed = True
         if self._session is not None and self._owns_session:
             await self._session.close()
         self._session = None
@@ -204,13 +208,26 @@ class HTTPClient:
         while True:
             attempt += 1
             await self.limiter.acquire()
+            if self.closed:
+                closed = errors.ClientStateError("this client is closed; create a new AsyncClient")
+                closed.task_id = task_id
+                if idempotency_key is not None and maybe_sent:
+                    raise errors.SubmissionUnknownError(
+                        "the client was closed while creating a task; resubmit with the same idempotency_key "
+                        "to get the task without paying twice",
+                        idempotency_key=idempotency_key,
+                    ) from closed
+                closed.idempotency_key = idempotency_key
+                raise closed
             result = await self._send(method, url, headers, data, client_timeout, task_id, idempotency_key)
             if isinstance(result, Response):
                 self.limiter.on_success()
                 return result
             failure, sent = result.error, result.sent
             if isinstance(failure, errors.RateLimitError):
-                self.limiter.on_rate_limited(failure.retry_after)
+                # The pause is capped like the retry delay: a huge Retry-After must not stall every request.
+                hint = failure.retry_after
+                self.limiter.on_rate_limited(None if hint is None else min(hint, self.retry.max_retry_after))
             maybe_sent = maybe_sent or _outcome_unknown(failure, sent)
             if not _retryable(failure) or attempt >= attempts:
                 break
@@ -252,7 +269,7 @@ class HTTPClient:
                 f"connecting to {self.base_url} timed out", task_id=task_id, idempotency_key=idempotency_key
             )
             return _Failure(_chain(err, exc), sent=False)
-        except TimeoutError as exc:
+        except (TimeoutError, asyncio.TimeoutError) as exc:  # distinct classes on Python 3.10
             err = errors.APITimeoutError(
                 f"{method} {urlsplit(url).path} timed out after {timeout.total:g} s",
                 task_id=task_id,

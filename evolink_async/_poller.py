@@ -123,6 +123,7 @@ class Poller:
         self._wake = anyio.Event()
         self._reads = anyio.CapacityLimiter(policy.max_concurrent_reads)
         self._last_batch = float("-inf")
+        self._backlog = False
         #: None until detected; then whether POST /v1/tasks/batch works on this server.
         self.batch_supported: bool | None = policy.batch
         self.requests = 0
@@ -243,8 +244,9 @@ class Poller:
                 due_at = self._next_due()
                 now = self._clock()
                 use_batch = self.batch_supported is not False
-                if due_at is not None and use_batch:
-                    # Let a few more tasks fall due so one request reads many.
+                if due_at is not None and use_batch and not self._backlog:
+                    # Let a few more tasks fall due so one request reads many (unless the last batch
+                    # was full: then more are already due and waiting would only add lag).
                     due_at = max(due_at, self._last_batch + self.policy.batch_interval)
                 if due_at is None or due_at > now:
                     with anyio.move_on_after(None if due_at is None else due_at - now):
@@ -256,6 +258,7 @@ class Poller:
                     lookahead = max(self.policy.batch_interval, 2.0)
                     batch = self._pop_due(now, self.policy.batch_size, lookahead)
                     self._last_batch = now
+                    self._backlog = len(batch) >= self.policy.batch_size
                     tg.start_soon(self._refresh_batch, batch)
                 else:
                     for w in self._pop_due(now, len(self._heap), 0.0):

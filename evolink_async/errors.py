@@ -21,7 +21,10 @@ Every exception the SDK raises on purpose derives from :class:`EvolinkError`::
     ├── SubmissionUnknownError                  a create's outcome is unknown after retries
     ├── TaskFailedError                         the task ended ``failed``
     │   └── TaskCancelledError                  the task ended ``cancelled``
-    └── WaitTimeoutError (TimeoutError)         wait() gave up; the task may still finish
+    ├── WaitTimeoutError (TimeoutError)         wait() gave up; the task may still finish
+    ├── DownloadError                           a result could not be saved (task_id, url)
+    ├── BudgetExceededError                     generate_many did not submit: the credit budget is spent
+    └── JournalError                            a batch journal cannot be used (other batch, unreadable)
 
 Every error that concerns a task carries ``task_id``. Errors raised by a create carry the
 ``idempotency_key`` it was sent with, so the same request can be resubmitted without paying twice.
@@ -42,9 +45,12 @@ __all__ = (
     "BadRequestError",
     "ClientStateError",
     "ConfigurationError",
+    "BudgetExceededError",
     "ConflictError",
+    "DownloadError",
     "EvolinkError",
     "InsufficientCreditsError",
+    "JournalError",
     "MalformedResponseError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -233,3 +239,25 @@ class WaitTimeoutError(EvolinkError, TimeoutError):
         self.timeout = timeout
         #: The last state seen, if any.
         self.last = last
+
+
+class DownloadError(EvolinkError):
+    """A result could not be saved: not an image, too large, gone (links live 24 h), or the host failed."""
+
+    def __init__(self, message: str, *, task_id: str | None = None, url: str | None = None) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.url = url
+
+
+class BudgetExceededError(EvolinkError):
+    """``generate_many`` did not submit this input: its credits would have exceeded the budget."""
+
+    def __init__(self, message: str, *, budget: float, committed: float) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.committed = committed
+
+
+class JournalError(EvolinkError):
+    """A batch journal cannot be used: unreadable, or written by a different batch."""

@@ -437,7 +437,10 @@ class FakeEvolink:
                 self.stats.faults_applied += 1
                 if fault.kind == "drop":
                     _drop_connection(request)
-                if fault.delay > 0:
+                # Read the body before any delay: a client that gives up meanwhile must not turn the
+                # fault into a different one (a half-read request the handler can never see).
+                await request.read()
+                if fault.delay > 0 and fault.kind != "slow":
                     await asyncio.sleep(fault.delay)
                     self._settle(time.monotonic())
                 extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
@@ -458,6 +461,10 @@ class FakeEvolink:
                 self.stats.auth_failures += 1
                 return self._error(401, message="Invalid or missing API key (Authorization: Bearer <key>).")
             response = await impl(request)
+            if fault is not None and fault.kind == "slow" and fault.delay > 0:
+                # A slow reply: the work is done (a create creates), only the answer is late — the case
+                # where a client that timed out must not create the task again when it retries.
+                await asyncio.sleep(fault.delay)
             if drop_after:
                 _drop_connection(request)
             return response
