@@ -9,6 +9,7 @@
 The simulator for tests and demos lives in :mod:`evolink_async.testing`.
 """
 
+from ._batch import BatchRun, BatchStats, Outcome
 from ._client import AsyncClient, OnUpdate, new_idempotency_key
 from ._config import DEFAULT_BASE_URL, Limits, PollPolicy, RetryPolicy, Timeouts
 from ._version import __version__
@@ -56,6 +57,8 @@ __all__ = (
     "APIError",
     "APITimeoutError",
     "AsyncClient",
+    "BatchRun",
+    "BatchStats",
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
@@ -73,6 +76,7 @@ __all__ = (
     "MalformedResponseError",
     "NotFoundError",
     "OnUpdate",
+    "Outcome",
     "PermissionDeniedError",
     "PollPolicy",
     "RateLimitError",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import re
 import time
 import types
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -17,8 +19,10 @@ import anyio
 import attrs
 
 from . import errors
+from ._batch import BatchInput, BatchRun, Outcome
 from ._config import Limits, PollPolicy, RetryPolicy, Timeouts, resolve_api_key, resolve_base_url
 from ._converter import request_to_wire, structure_credits, structure_task
+from ._download import Downloader
 from ._http import HTTPClient
 from ._limits import RateLimiter
 from ._poller import Poller
@@ -102,6 +106,12 @@ class AsyncClient:
             session=session,
         )
         self._poller = Poller(self._http, poll, timeouts)
+        self._downloader = Downloader(
+            timeouts=timeouts,
+            retry=retry,
+            max_connections=limits.max_download_connections,
+            max_bytes=limits.max_download_bytes,
+        )
         self._in_flight = anyio.CapacityLimiter(limits.max_in_flight)
         self._task_group: anyio.abc.TaskGroup | None = None
         # The poller's own scope: aclose() may run in any task, and cancelling this scope stops only the
@@ -175,7 +185,10 @@ class AsyncClient:
         self._poller.close(errors.ClientStateError("the client was closed while waiting for this task"))
         if self._poller_scope is not None:
             self._poller_scope.cancel()
-        await self._http.aclose()
+        try:
+            await self._http.aclose()
+        finally:
+            await self._downloader.aclose()
 
     def _check_open(self, *, needs_poller: bool = False) -> None:
         if self._state == "closed":
@@ -324,6 +337,71 @@ class AsyncClient:
             task = await self.submit(req, idempotency_key=idempotency_key)
             return await self._wait(task.id, task, time.monotonic(), timeout, on_update, True)
 
+    # -- many tasks, and their files ----------------------------------------------------------------
+
+    async def download(self, task: Task, directory: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
+        """Save the results of a completed ``task`` into ``directory``; return the paths in result order.
+
+        Streams each file to a temporary name and renames it, so a final name never holds half an image;
+        checks it is an image under ``limits.max_download_bytes``; retries transient errors; never sends the
+        API key. Files are named ``<task id>-<n>.<ext>`` from the task id and the content type, never from
+        the URL. An existing file of that name is kept unless ``overwrite``. Raises DownloadError.
+        """
+        if not isinstance(task, Task):
+            raise errors.ValidationError("task", f"must be a Task (from wait/generate), got {type(task).__name__}")
+        self._check_open()
+        return await self._downloader.download(task, directory, overwrite=overwrite)
+
+    def generate_many(
+        self,
+        requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        *,
+        max_in_flight: int | None = None,
+        budget: float | None = None,
+        cost_per_task: float | None = None,
+        download_to: str | os.PathLike[str] | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> BatchRun:
+        """Generate for many inputs; yield an :class:`Outcome` per input as each completes::
+
+            async with client.generate_many(prompts, download_to="out") as run:
+                async for outcome in run:
+                    print(outcome.index, outcome.ok, outcome.files or outcome.error)
+
+        ``requests``: prompts, ImageRequests or mappings of request fields, from any (async) iterable,
+        consumed lazily. At most ``max_in_flight`` (default: the client's) run at once. ``budget`` stops
+        submitting before committed credits would exceed it (the price is learned from the first create, or
+        given as ``cost_per_task``); inputs not submitted get a BudgetExceededError outcome. ``download_to``
+        saves results as they complete. ``journal`` (a SQLite file) makes the batch resumable: rerun it with
+        the same inputs and journal, and finished inputs are skipped, submitted ones awaited, the rest
+        submitted with their saved Idempotency-Key — no duplicate charge after a crash. ``fields`` apply to
+        every input (e.g. ``size="16:9"``). ``timeout`` bounds each task's wait.
+        """
+        return BatchRun(
+            self,
+            requests,
+            max_in_flight=max_in_flight,
+            budget=budget,
+            cost_per_task=cost_per_task,
+            download_to=download_to,
+            journal=journal,
+            timeout=timeout,
+            fields=fields,
+        )
+
+    async def generate_all(
+        self, requests: Iterable[BatchInput] | AsyncIterable[BatchInput], **options: Any
+    ) -> list[Outcome]:
+        """``generate_many`` collected into a list in input order (one Outcome per input)."""
+        outcomes: list[Outcome] = []
+        async with self.generate_many(requests, **options) as run:
+            async for outcome in run:
+                outcomes.append(outcome)
+        outcomes.sort(key=lambda o: o.index)
+        return outcomes
+
 
 class _Slot:
     """One in-flight slot, borrowed on behalf of a unique token (a task may hold several)."""
@@ -356,5 +434,3 @@ def _build_request(request: ImageRequest | str, fields: dict[str, Any]) -> Image
     if isinstance(request, ImageRequest):
         return attrs.evolve(request, **base) if base else request
     return ImageRequest(request, **base)
-
-

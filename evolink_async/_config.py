@@ -95,12 +95,15 @@ class PollPolicy:
 class Limits:
     """``max_in_flight``: tasks of this client running on the server at once (held by ``generate``).
     ``requests_per_second`` / ``burst``: the client-wide request pace (``None``: unpaced; it still backs
-    off on 429). ``max_connections``: the connection pool size."""
+    off on 429). ``max_connections``: the API connection pool size. Downloads of results use a pool of
+    their own (``max_download_connections``) and refuse files over ``max_download_bytes``."""
 
     max_in_flight: int = attrs.field(default=16)
     requests_per_second: float | None = attrs.field(default=10.0, validator=_positive)
     burst: int = attrs.field(default=10)
     max_connections: int = attrs.field(default=32)
+    max_download_connections: int = attrs.field(default=8)
+    max_download_bytes: int = attrs.field(default=50 * 1024 * 1024)
 
     @max_in_flight.validator
     def _check_in_flight(self, attribute: attrs.Attribute[int], value: int) -> None:
@@ -113,9 +116,11 @@ class Limits:
             raise ConfigurationError(f"burst must be >= 1, got {value!r}")
 
     @max_connections.validator
+    @max_download_connections.validator
+    @max_download_bytes.validator
     def _check_connections(self, attribute: attrs.Attribute[int], value: int) -> None:
         if value < 1:
-            raise ConfigurationError(f"max_connections must be >= 1, got {value!r}")
+            raise ConfigurationError(f"{attribute.name} must be >= 1, got {value!r}")
 
 
 def is_loopback_host(host: str | None) -> bool:

@@ -19,7 +19,7 @@ from cattrs.gen import make_dict_structure_fn
 from .errors import MalformedResponseError
 from .models import Cost, Credits, ImageRequest, Task, TaskError, TaskInfo, TaskStatus, Usage
 
-__all__ = ("converter", "request_to_wire", "structure_credits", "structure_task", "structure_tasks")
+__all__ = ("converter", "request_to_wire", "structure_credits", "structure_task", "structure_tasks", "task_to_wire")
 
 log = logging.getLogger("evolink_async")
 
@@ -216,3 +216,35 @@ def request_to_wire(req: ImageRequest) -> dict[str, Any]:
     """The JSON body of ``POST /v1/images/generations`` for ``req``."""
     body: dict[str, Any] = converter.unstructure(req)
     return body
+
+
+def _drop_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    return obj
+
+
+def task_to_wire(task: Task) -> dict[str, Any]:
+    """A task back in the API's JSON shape (for the batch journal); ``structure_task`` reads it again."""
+    body: dict[str, Any] = dict(task.extra)
+    body.update(
+        {
+            "id": task.id,
+            "status": task.raw_status,
+            "progress": task.progress,
+            "model": task.model,
+            "created": task.created,
+            "object": task.object,
+            "type": task.type,
+        }
+    )
+    for key, part in (("task_info", task.task_info), ("usage", task.usage), ("error", task.error)):
+        if part is not None:
+            value = attrs.asdict(part, recurse=True)
+            extra = value.pop("extra", {})
+            if isinstance(value.get("cost"), dict):
+                value["cost"] = {**value["cost"].pop("extra", {}), **value["cost"]}
+            body[key] = {**extra, **value}
+    if task.results:
+        body["results"] = list(task.results)
+    return _drop_none(body)  # type: ignore[no-any-return]

@@ -1,0 +1,175 @@
+"""Streaming, atomic downloads of result images — never with the API key.
+
+Results live on a separate, unauthenticated host (``files.evolink.ai``). Downloads therefore use their own
+session with no ``Authorization`` header at all and their own connection limit, so that a batch's downloads
+never starve its API calls and the key cannot reach a result host even if a URL points back at the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+import anyio
+
+from . import errors
+from ._config import RetryPolicy, Timeouts
+from ._retry import backoff_delay, parse_retry_after
+from ._version import __version__
+from .models import Task
+
+__all__ = ("Downloader",)
+
+log = logging.getLogger("evolink_async")
+
+_EXTENSIONS = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/jpg": ".jpg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_CHUNK = 64 * 1024
+
+
+def safe_stem(text: str) -> str:
+    """A file-name stem from server-controlled text: no separators, no dots in front, bounded length."""
+    stem = _UNSAFE.sub("_", text).strip("._") or "task"
+    return stem[:120]
+
+
+class _Transient(Exception):
+    def __init__(self, error: errors.DownloadError, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+class Downloader:
+    """Downloads result URLs into a directory, atomically, with retries and a size cap."""
+
+    def __init__(
+        self,
+        *,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        max_connections: int,
+        max_bytes: int,
+    ) -> None:
+        self._timeouts = timeouts
+        self._retry = retry
+        self._max_connections = max_connections
+        self.max_bytes = max_bytes
+        self._session: aiohttp.ClientSession | None = None
+        self.files_written = 0
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # Deliberately a session of its own, without default headers: no key can ride along.
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                headers={"User-Agent": f"evolink-async/{__version__}"},
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def download(self, task: Task, directory: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
+        """Save every result of ``task`` into ``directory``; return the paths in result order."""
+        if not task.results:
+            raise errors.DownloadError(f"task is {task.raw_status} and has no results to download", task_id=task.id)
+        folder = Path(directory)
+        await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+        stem = safe_stem(task.id)
+        paths = []
+        for index, url in enumerate(task.results):
+            paths.append(await self._download_one(task.id, url, folder, f"{stem}-{index}", overwrite))
+        return paths
+
+    async def _download_one(self, task_id: str, url: str, folder: Path, stem: str, overwrite: bool) -> Path:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise errors.DownloadError(
+                f"refusing to download a non-http(s) URL: {url[:100]!r}", task_id=task_id, url=url
+            )
+        if not overwrite:
+            for ext in set(_EXTENSIONS.values()):
+                existing = folder / f"{stem}{ext}"
+                if await anyio.Path(existing).exists():
+                    return existing  # already saved by an earlier run: the final name only ever holds whole files
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._fetch(task_id, url, folder, stem)
+            except _Transient as exc:
+                if attempt >= self._retry.max_attempts:
+                    raise exc.error from exc.error.__cause__
+                delay = backoff_delay(self._retry, attempt, exc.retry_after)
+                log.info("download of %s failed (%s); retry %d in %.2fs", url, exc.error, attempt, delay)
+                await anyio.sleep(delay)
+
+    async def _fetch(self, task_id: str, url: str, folder: Path, stem: str) -> Path:
+        session = self._get_session()
+        timeout = aiohttp.ClientTimeout(total=self._timeouts.request, connect=self._timeouts.connect)
+        tmp = folder / f".{stem}.{secrets.token_hex(4)}.part"
+        try:
+            async with session.get(url, timeout=timeout) as resp:
+                if resp.status == 429 or resp.status >= 500:
+                    raise _Transient(
+                        errors.DownloadError(f"result host answered {resp.status}", task_id=task_id, url=url),
+                        parse_retry_after(resp.headers.get("retry-after")),
+                    )
+                if resp.status != 200:
+                    raise errors.DownloadError(
+                        f"result host answered {resp.status} (links expire after 24 h)", task_id=task_id, url=url
+                    )
+                content_type = resp.content_type.lower()
+                ext = _EXTENSIONS.get(content_type)
+                if ext is None:
+                    raise errors.DownloadError(f"result is {content_type!r}, not an image", task_id=task_id, url=url)
+                if resp.content_length is not None and resp.content_length > self.max_bytes:
+                    raise errors.DownloadError(
+                        f"result is {resp.content_length} bytes, over the {self.max_bytes}-byte cap",
+                        task_id=task_id,
+                        url=url,
+                    )
+                size = 0
+                async with await anyio.open_file(tmp, "wb") as fh:
+                    async for chunk in resp.content.iter_chunked(_CHUNK):
+                        size += len(chunk)
+                        if size > self.max_bytes:
+                            raise errors.DownloadError(
+                                f"result exceeds the {self.max_bytes}-byte cap", task_id=task_id, url=url
+                            )
+                        await fh.write(chunk)
+                if resp.content_length is not None and size != resp.content_length:
+                    raise _Transient(
+                        errors.DownloadError(
+                            f"result truncated: {size} of {resp.content_length} bytes", task_id=task_id, url=url
+                        )
+                    )
+            final = folder / f"{stem}{ext}"
+            # Rename is atomic on one file system: the final name never holds a partial image.
+            await anyio.to_thread.run_sync(os.replace, tmp, final)
+            self.files_written += 1
+            return final
+        except (aiohttp.ClientError, OSError, TimeoutError, asyncio.TimeoutError) as exc:
+            err = errors.DownloadError(f"download failed: {type(exc).__name__}: {exc}", task_id=task_id, url=url)
+            err.__cause__ = exc
+            if isinstance(exc, OSError) and not isinstance(exc, aiohttp.ClientError):
+                raise err from exc  # a local disk problem: retrying will not help
+            raise _Transient(err) from exc
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(tmp).unlink(missing_ok=True)

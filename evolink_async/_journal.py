@@ -1,0 +1,174 @@
+"""A SQLite record of a batch, so that a rerun resumes instead of resubmitting (stdlib sqlite3, off the loop).
+
+One row per input, keyed by its position. The Idempotency-Key is written — and committed — *before* the
+create is sent, so a crash at any moment leaves either no task or a task the saved key will find again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import attrs
+
+from . import errors
+
+__all__ = ("Journal", "JournalEntry", "fingerprint")
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    idx INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    task_id TEXT,
+    state TEXT NOT NULL,
+    task_json TEXT,
+    files TEXT,
+    credits REAL,
+    error TEXT,
+    updated REAL NOT NULL
+);
+"""
+
+#: planned: key saved, create maybe sent; submitted: task id known; completed / failed: final.
+STATES = ("planned", "submitted", "completed", "failed")
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """A stable digest of a request body (order of keys does not matter)."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
+
+
+@attrs.frozen
+class JournalEntry:
+    """One input's row."""
+
+    index: int
+    fingerprint: str
+    idempotency_key: str
+    task_id: str | None
+    state: str
+    task_json: dict[str, Any] | None
+    files: tuple[str, ...]
+    credits: float | None
+    error: str | None
+
+
+class Journal:
+    """The batch journal. Every call runs in a worker thread; one connection, used under a lock."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Journal {str(self.path)!r}>"
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            with self._lock:
+                if self._conn is None:
+                    raise errors.ClientStateError(f"journal {self.path} is closed")
+                return fn(self._conn)
+
+        return await anyio.to_thread.run_sync(call)
+
+    async def open(self) -> None:
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a killed process (only a power cut can lose the last commits).
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+            return conn
+
+        try:
+            self._conn = await anyio.to_thread.run_sync(connect)
+        except sqlite3.DatabaseError as exc:
+            raise errors.JournalError(f"cannot open journal {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await anyio.to_thread.run_sync(conn.close)
+
+    async def get(self, index: int) -> JournalEntry | None:
+        row = await self._run(
+            lambda c: c.execute(
+                "SELECT idx, fingerprint, idempotency_key, task_id, state, task_json, files, credits, error "
+                "FROM items WHERE idx = ?",
+                (index,),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        return JournalEntry(
+            index=row[0],
+            fingerprint=row[1],
+            idempotency_key=row[2],
+            task_id=row[3],
+            state=row[4],
+            task_json=json.loads(row[5]) if row[5] else None,
+            files=tuple(json.loads(row[6])) if row[6] else (),
+            credits=row[7],
+            error=row[8],
+        )
+
+    async def plan(self, index: int, fp: str, key: str) -> None:
+        """Record the key before the create is sent (committed on return)."""
+        await self._run(
+            lambda c: c.execute(
+                "INSERT INTO items (idx, fingerprint, idempotency_key, state, updated) VALUES (?, ?, ?, 'planned', ?)",
+                (index, fp, key, time.time()),
+            )
+        )
+
+    async def submitted(self, index: int, task_id: str, credits: float | None) -> None:
+        await self._run(
+            lambda c: c.execute(
+                "UPDATE items SET task_id = ?, state = 'submitted', credits = ?, updated = ? WHERE idx = ?",
+                (task_id, credits, time.time(), index),
+            )
+        )
+
+    async def finished(
+        self,
+        index: int,
+        *,
+        state: str,
+        task_json: dict[str, Any] | None,
+        files: Sequence[str] = (),
+        credits: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        await self._run(
+            lambda c: c.execute(
+                "UPDATE items SET state = ?, task_json = ?, files = ?, credits = ?, error = ?, updated = ? "
+                "WHERE idx = ?",
+                (
+                    state,
+                    json.dumps(task_json) if task_json else None,
+                    json.dumps(list(files)),
+                    credits,
+                    error,
+                    time.time(),
+                    index,
+                ),
+            )
+        )
+
+    async def counts(self) -> dict[str, int]:
+        """How many inputs are in each state."""
+        rows = await self._run(lambda c: c.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall())
+        return {state: count for state, count in rows}
