@@ -8,17 +8,17 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,cli]'
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/ruff check evolink_async tests benchmarks examples
+	$(BIN)/ruff check evolink_async tests benchmarks
 	$(BIN)/mypy --strict evolink_async
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check evolink_async tests benchmarks examples
-	$(BIN)/ruff format --check evolink_async tests benchmarks examples
+	$(BIN)/ruff check evolink_async tests benchmarks
+	$(BIN)/ruff format --check evolink_async tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict evolink_async
@@ -27,7 +27,7 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	$(BIN)/python examples/demo.py
+	$(BIN)/evolink demo
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/polling.py

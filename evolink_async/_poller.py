@@ -351,7 +351,8 @@ class Poller:
 
     def _finish_reads(self, batch: Iterable[Watch], exc: errors.EvolinkError) -> None:
         """Transient read failure: keep waiting, back off, say so in the log."""
-        log.warning("status read failed, will retry: %s", exc)
+        # Handled, not lost: the waits go on and the read is retried with backoff.
+        log.info("status read failed, will retry: %s", exc)
         now = self._clock()
         for w in batch:
             w.reading = False

@@ -1,0 +1,508 @@
+"""The ``evolink`` command: generate, batch, task get|wait, credits, simulator, demo.
+
+The key comes from ``EVOLINK_API_KEY`` only (a key on the command line would show in ``ps``) and is never
+printed. Errors print one line, not a traceback. Needs the ``cli`` extra (rich) for progress and tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from . import errors
+from ._batch import BatchRun, Outcome
+from ._client import AsyncClient
+from ._config import ENV_API_KEY, Limits
+from ._converter import task_to_wire
+from .models import ImageRequest, Task, TaskStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ("main",)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class CLIError(Exception):
+    """A one-line error for the user (exit code 2 unless given)."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _console(stderr: bool = False) -> Console:
+    try:
+        from rich.console import Console
+    except ImportError:  # pragma: no cover - depends on the install
+        raise CLIError("the evolink command needs the cli extra: pip install 'evolink-async[cli]'") from None
+    return Console(stderr=stderr, highlight=False)
+
+
+# -- inputs ------------------------------------------------------------------------------------------
+
+
+def read_batch_file(path: Path) -> Iterator[str | dict[str, Any]]:
+    """Lines of a batch file, lazily: a JSON object per line (request fields), or a plain prompt."""
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            text = line.strip()
+            if not text:
+                continue
+            if text.startswith("{"):
+                try:
+                    data = json.loads(text)
+                except ValueError as exc:
+                    raise CLIError(f"{path}:{number}: not valid JSON: {exc}") from None
+                if not isinstance(data, dict):
+                    raise CLIError(f"{path}:{number}: a JSON line must be an object of request fields")
+                yield data
+            else:
+                yield text
+
+
+def _count_inputs(path: Path) -> int:
+    if not path.is_file():
+        raise CLIError(f"no such batch file: {path}")
+    with path.open(encoding="utf-8") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def _request_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for name in ("size", "quality", "model"):
+        value = getattr(args, name, None)
+        if value is not None:
+            fields[name] = value
+    if getattr(args, "image", None):
+        fields["image_urls"] = list(args.image)
+    return fields
+
+
+# -- the client --------------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace, *, concurrency: int | None = None) -> AsyncClient:
+    if not os.environ.get(ENV_API_KEY):
+        raise CLIError(f"no API key: set {ENV_API_KEY} (try `evolink demo` to run without one)")
+    limits = Limits() if concurrency is None else Limits(max_in_flight=concurrency)
+    return AsyncClient(base_url=args.base_url, limits=limits)
+
+
+def _task_line(task: Task) -> str:
+    progress = f" {task.progress}%" if task.progress is not None and not task.is_final else ""
+    return f"{task.id}  {task.raw_status}{progress}"
+
+
+# -- commands ----------------------------------------------------------------------------------------
+
+
+async def cmd_generate(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    out = _console()
+    err = _console(stderr=True)
+    request = ImageRequest(args.prompt, **_request_fields(args))
+    async with _client(args) as client:
+        with err.status("generating…") as status:
+
+            def show(task: Task) -> None:
+                status.update(f"generating… {escape(_task_line(task))}")
+
+            task = await client.generate(request, on_update=show, timeout=args.timeout)
+        files = await client.download(task, args.out) if args.out else []
+    if args.json:
+        out.print_json(data={"task": task_to_wire(task), "files": [str(f) for f in files]})
+    else:
+        for url in task.results:
+            out.print(url, soft_wrap=True, markup=False)
+        for path in files:
+            out.print(f"saved {path}", soft_wrap=True, markup=False)
+    return EXIT_OK
+
+
+async def cmd_task(args: argparse.Namespace) -> int:
+    out = _console()
+    async with _client(args) as client:
+        if args.action == "get":
+            task = await client.get_task(args.task_id)
+        else:
+            task = await client.wait(args.task_id, timeout=args.timeout, raise_on_failure=False)
+    if args.json:
+        out.print_json(data=task_to_wire(task))
+    else:
+        out.print(_task_line(task), markup=False)
+        for url in task.results:
+            out.print(url, soft_wrap=True, markup=False)
+        if task.error is not None:
+            out.print(f"error: {task.error.code}: {task.error.message}", markup=False)
+    return EXIT_FAILED if task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED) else EXIT_OK
+
+
+async def cmd_credits(args: argparse.Namespace) -> int:
+    out = _console()
+    async with _client(args) as client:
+        credits = await client.credits()
+    if args.json:
+        out.print_json(
+            data={"remaining": credits.remaining, "used": credits.used, "key_remaining": credits.key_remaining}
+        )
+    else:
+        out.print(f"remaining credits: {credits.remaining}")
+        out.print(f"used credits:      {credits.used}")
+    return EXIT_OK
+
+
+async def cmd_batch(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    total = await anyio.to_thread.run_sync(_count_inputs, path)
+    async with _client(args, concurrency=args.concurrency) as client:
+        return await run_batch(
+            client,
+            read_batch_file(path),
+            total=total,
+            out_dir=Path(args.out) if args.out else None,
+            journal=args.journal,
+            budget=args.budget,
+            fields=_request_fields(args),
+            console=_console(),
+        )
+
+
+async def run_batch(
+    client: AsyncClient,
+    inputs: Any,
+    *,
+    total: int,
+    out_dir: Path | None,
+    journal: str | None,
+    budget: float | None,
+    fields: dict[str, Any],
+    console: Console,
+    show_outcomes: bool = False,
+) -> int:
+    """The batch path shared by ``evolink batch`` and ``evolink demo``: progress bar, then a summary."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    started = time.monotonic()
+    failures: list[Outcome] = []
+    resumed = 0
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(
+            "[green]{task.fields[ok]} done[/] [red]{task.fields[failed]} failed[/] {task.fields[flight]} in flight"
+        ),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    run: BatchRun = client.generate_many(inputs, budget=budget, download_to=out_dir, journal=journal, **fields)
+    with progress:
+        bar = progress.add_task("batch", total=total, ok=0, failed=0, flight=0)
+
+        def refresh() -> None:
+            s = run.stats
+            progress.update(
+                bar, completed=s.done, ok=s.completed, failed=s.failed + s.not_submitted, flight=s.in_flight
+            )
+
+        async with run:
+            async with anyio.create_task_group() as ticker:
+
+                async def tick() -> None:
+                    while True:
+                        refresh()
+                        await anyio.sleep(0.25)
+
+                ticker.start_soon(tick)
+                async for outcome in run:
+                    resumed += outcome.resumed
+                    if not outcome.ok:
+                        failures.append(outcome)
+                    if show_outcomes:
+                        _print_outcome(console, outcome)
+                    refresh()
+                ticker.cancel_scope.cancel()
+            refresh()
+    _summary(console, run, failures, resumed, time.monotonic() - started, out_dir)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def _describe(outcome: Outcome) -> str:
+    value = outcome.input
+    prompt = value.get("prompt", "") if isinstance(value, dict) else getattr(value, "prompt", value)
+    return str(prompt)[:60]
+
+
+def _print_outcome(console: Console, outcome: Outcome) -> None:
+    from rich.markup import escape  # prompts and server text may hold [brackets]: never markup
+
+    if outcome.ok:
+        where = outcome.files[0] if outcome.files else (outcome.task.results[0] if outcome.task else "")
+        console.print(f"  [green]✓[/] {escape(f'{_describe(outcome):<45}')} {escape(str(where))}", soft_wrap=True)
+    else:
+        console.print(f"  [red]✗[/] {escape(f'{_describe(outcome):<45}')} {escape(_reason(outcome))}", soft_wrap=True)
+
+
+def _reason(outcome: Outcome) -> str:
+    error = outcome.error
+    if isinstance(error, errors.TaskFailedError):
+        return f"{error.task.raw_status}: {error.code or 'no error code'}"
+    if isinstance(error, errors.BudgetExceededError):
+        return "not submitted: budget reached"
+    return f"{type(error).__name__}: {error}"
+
+
+def _summary(
+    console: Console, run: BatchRun, failures: list[Outcome], resumed: int, elapsed: float, out_dir: Path | None
+) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    s = run.stats
+    table = Table(title="batch summary", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("completed", str(s.completed))
+    table.add_row("failed", str(s.failed))
+    if s.not_submitted:
+        table.add_row("not submitted (budget)", str(s.not_submitted))
+    if resumed:
+        table.add_row("resumed from journal", str(resumed))
+    table.add_row("credits committed", f"{s.committed_credits:g}")
+    table.add_row("elapsed", f"{elapsed:.1f} s")
+    if out_dir is not None:
+        table.add_row("images in", escape(str(out_dir)))
+    console.print(table)
+    if failures:
+        reasons = Counter(_reason(o) for o in failures)
+        failed = Table(title="failures")
+        failed.add_column("count", justify="right")
+        failed.add_column("reason")
+        for reason, count in reasons.most_common(10):
+            failed.add_row(str(count), escape(reason))
+        console.print(failed)
+        for outcome in failures[:10]:
+            tid = outcome.task_id or "-"
+            line = f"  #{outcome.index} {tid}: {_describe(outcome)!r}: {_reason(outcome)}"
+            console.print(escape(line), soft_wrap=True)
+
+
+DEMO_PROMPTS = [
+    "a lighthouse at dusk, oil painting",
+    "a red fox in fresh snow",
+    "isometric city block at night, neon",
+    "a bowl of ramen, studio lighting",
+    "a paper boat on a puddle [fail:content_policy_violation]",
+    "an astronaut tending a greenhouse",
+    "a watercolor map of an imaginary island",
+    "a cat playing on grass",
+    "a steam locomotive crossing a viaduct",
+    "macro photo of a dew drop on a leaf [fail:service_error]",
+    "a cozy reading nook with rain outside",
+    "a minimalist poster of a mountain range",
+    "a koi pond seen from above",
+    "a robot barista pouring latte art [cancel]",
+    "a desert caravan under the milky way",
+    "a stained glass owl",
+    "a bonsai tree in a storm",
+    "a retro arcade cabinet, product shot",
+    "a hot air balloon over tulip fields",
+    "a cathedral made of ice",
+    "a origami crane on a desk",
+    "a foggy pine forest at sunrise",
+    "a vintage camera, exploded view",
+    "a glass of lemonade, summer light [fail:generation_timeout]",
+    "a tiny house on a cliff",
+    "an underwater city with bioluminescence",
+    "a chess board mid-game, top view",
+    "a market street in the rain",
+    "a snow leopard on a ridge",
+    "a sailing ship in a bottle",
+    "a field of sunflowers under storm clouds",
+    "a neon sign that says OPEN",
+    "a pixel-art castle",
+    "a cup of coffee with steam shaped like a cat",
+    "a mountain lake reflecting stars",
+    "a fox spirit in a bamboo forest",
+]
+_DEMO_SIZES = ("1:1", "16:9", "9:16", "4:3", "3:2")
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from .testing import FakeEvolink, Fault, TaskPlan, directive_plan
+
+    console = _console()
+    rng = random.Random(args.seed)
+
+    def plan(body: dict[str, Any]) -> TaskPlan:
+        # Durations spread around the estimate, as real generations are.
+        return directive_plan(body, default_duration=rng.uniform(0.8, 3.0))
+
+    out_dir = Path(args.out)
+    inputs = [{"prompt": p, "size": rng.choice(_DEMO_SIZES)} for p in DEMO_PROMPTS]
+    async with FakeEvolink(plan=plan) as fake:
+        # Rate limits and a flaky gateway, which the client absorbs without failing anything.
+        fake.inject(Fault(route="create", kind="status", status=429, retry_after="1", times=2))
+        fake.inject(Fault(route="create", kind="drop_after_create"))
+        fake.inject(Fault(route="batch", kind="html", status=502))
+        fake.inject(Fault(route="batch", kind="status", status=429))
+        console.print(
+            f"[bold]evolink demo[/]: {len(inputs)} prompts on the built-in simulator at {fake.base_url} "
+            f"(no key, no network); 4 of them scripted to fail; injected 429s, a dropped create and a 502\n"
+        )
+        limits = Limits(max_in_flight=args.concurrency, requests_per_second=50)
+        async with AsyncClient(fake.api_key, base_url=fake.base_url, limits=limits) as client:
+            code = await run_batch(
+                client,
+                inputs,
+                total=len(inputs),
+                out_dir=out_dir,
+                journal=None,
+                budget=None,
+                fields={"quality": "1K"},
+                console=console,
+                show_outcomes=True,
+            )
+        s = fake.stats
+        console.print(
+            f"server side: {s.creates} tasks created from {s.create_requests} create requests "
+            f"({s.replays} idempotent replay, {s.rate_limited} answered 429), peak {s.max_running} running, "
+            f"{s.read_requests + s.batch_requests} status requests; no task was paid for twice."
+        )
+    console.print(f"images saved in {out_dir}/")
+    # The scripted failures are the point of the demo, not a fault of it.
+    return EXIT_OK if code in (EXIT_OK, EXIT_FAILED) else code
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    from .testing.__main__ import main as simulator_main
+
+    argv = ["--port", str(args.port), "--host", args.host]
+    return simulator_main(argv)
+
+
+# -- parsing -----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evolink",
+        description=f"EvoLink image generation from the command line. The API key is read from {ENV_API_KEY}.",
+    )
+    parser.add_argument("--base-url", default=None, help="API base URL (default: EVOLINK_BASE_URL or the real API)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def request_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--size", help="aspect ratio, e.g. 16:9 (default: auto)")
+        p.add_argument("--quality", help="1K, 2K or 4K (default: 2K)")
+        p.add_argument("--model", help="model id (default: gemini-3-pro-image-preview)")
+
+    p = sub.add_parser("generate", help="generate an image for one prompt")
+    p.add_argument("prompt")
+    request_options(p)
+    p.add_argument("--image", action="append", metavar="URL", help="a reference image URL (repeatable)")
+    p.add_argument("--out", metavar="DIR", help="save the images into DIR")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the task as JSON")
+
+    p = sub.add_parser("batch", help="generate for every line of a file (prompts, or JSON objects)")
+    p.add_argument("file")
+    request_options(p)
+    p.add_argument("--out", metavar="DIR", help="save the images into DIR")
+    p.add_argument("--concurrency", type=int, default=16, help="tasks in flight at once (default: %(default)s)")
+    p.add_argument("--journal", metavar="FILE", help="SQLite journal: rerun with it to resume after a crash")
+    p.add_argument("--budget", type=float, help="stop submitting before this many credits are committed")
+
+    p = sub.add_parser("task", help="read or wait for a task by id")
+    p.add_argument("action", choices=("get", "wait"))
+    p.add_argument("task_id")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the task as JSON")
+
+    p = sub.add_parser("credits", help="show the account's credits")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("simulator", help="run the EvoLink simulator on loopback")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1")
+
+    p = sub.add_parser("demo", help="run a batch on the built-in simulator (no key, no network)")
+    p.add_argument("--out", default="evolink-demo-output", help="where to save images (default: %(default)s)")
+    p.add_argument("--concurrency", type=int, default=8, help="tasks in flight at once (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=7)
+    return parser
+
+
+_COMMANDS = {"generate": cmd_generate, "batch": cmd_batch, "task": cmd_task, "credits": cmd_credits, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``evolink`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "simulator":
+            return cmd_simulator(args)
+        if getattr(args, "concurrency", 1) < 1:
+            raise CLIError("--concurrency must be at least 1")
+        return anyio.run(_COMMANDS[args.command], args)
+    except CLIError as exc:
+        print(f"evolink: error: {exc}", file=sys.stderr)
+        return exc.code
+    except errors.TaskFailedError as exc:
+        print(f"evolink: task {exc.task_id} {exc.task.raw_status}: {exc.code or 'no error code'}", file=sys.stderr)
+        return EXIT_FAILED
+    except errors.EvolinkError as exc:
+        print(f"evolink: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("evolink: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        # Task groups wrap errors in exception groups: show the first of ours, in one line.
+        ours = _first_evolink_error(exc)
+        if ours is not None:
+            print(f"evolink: error: {ours}", file=sys.stderr)
+            return EXIT_FAILED
+        if os.environ.get("EVOLINK_DEBUG"):
+            raise
+        print(
+            f"evolink: unexpected error: {type(exc).__name__}: {exc} (set EVOLINK_DEBUG=1 for details)", file=sys.stderr
+        )
+        return EXIT_FAILED
+
+
+def _first_evolink_error(exc: BaseException) -> errors.EvolinkError | None:
+    if isinstance(exc, errors.EvolinkError):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):
+        found = _first_evolink_error(inner)
+        if found is not None:
+            return found
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
