@@ -482,7 +482,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as exc:
         # Task groups wrap errors in exception groups: show the first of ours, in one line.
-        ours = _first_evolink_error(exc)
+        ours = _first_known_error(exc)
+        if isinstance(ours, CLIError):
+            print(f"evolink: error: {ours}", file=sys.stderr)
+            return ours.code
         if ours is not None:
             print(f"evolink: error: {ours}", file=sys.stderr)
             return EXIT_FAILED
@@ -494,11 +497,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def _first_evolink_error(exc: BaseException) -> errors.EvolinkError | None:
-    if isinstance(exc, errors.EvolinkError):
+def _first_known_error(exc: BaseException) -> errors.EvolinkError | CLIError | None:
+    if isinstance(exc, (errors.EvolinkError, CLIError)):
         return exc
     for inner in getattr(exc, "exceptions", ()):
-        found = _first_evolink_error(inner)
+        found = _first_known_error(inner)
         if found is not None:
             return found
     return None

@@ -1,0 +1,192 @@
+"""The `evolink` command against the simulator: output, exit codes, one-line errors, the key never shown."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from evolink_async import _cli
+from evolink_async.testing import FakeEvolink
+
+
+async def run_cli(
+    args: list[str], *, fake: FakeEvolink | None, capsys: pytest.CaptureFixture[str], key: str | None = None
+) -> tuple[int, str, str]:
+    """Run `evolink ARGS` in a worker thread (its own event loop), as the console script would."""
+    env_key = key if key is not None else (fake.api_key if fake is not None else None)
+    argv = ([] if fake is None else ["--base-url", fake.base_url]) + args
+    old = os.environ.get("EVOLINK_API_KEY")
+    if env_key is None:
+        os.environ.pop("EVOLINK_API_KEY", None)
+    else:
+        os.environ["EVOLINK_API_KEY"] = env_key
+    try:
+        code = await anyio.to_thread.run_sync(_cli.main, argv)
+    finally:
+        if old is None:
+            os.environ.pop("EVOLINK_API_KEY", None)
+        else:
+            os.environ["EVOLINK_API_KEY"] = old
+    out, err = capsys.readouterr()
+    if fake is not None:
+        assert fake.api_key not in out + err
+    return code, out, err
+
+
+async def test_generate_prints_urls_and_saves_files(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, _ = await run_cli(
+        ["generate", "a cat [duration:0.1]", "--size", "16:9", "--out", str(tmp_path)], fake=fake, capsys=capsys
+    )
+    assert code == 0
+    assert "/files/" in out
+    saved = list(tmp_path.glob("*.png"))
+    assert len(saved) == 1
+    assert f"saved {saved[0]}" in out
+
+
+async def test_generate_json_output_is_the_task(fake: FakeEvolink, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = await run_cli(["generate", "a fox [duration:0.1]", "--json"], fake=fake, capsys=capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["task"]["status"] == "completed"
+    assert data["task"]["id"] in fake.tasks
+    assert data["files"] == []
+
+
+async def test_invalid_option_is_one_line_before_any_request(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = await run_cli(["generate", "a cat", "--size", "7:3"], fake=fake, capsys=capsys)
+    assert code == 1
+    assert err.strip().count("\n") == 0
+    assert "size" in err
+    assert "Traceback" not in err
+    assert fake.stats.create_requests == 0
+
+
+async def test_failed_task_exits_non_zero_with_its_code(fake: FakeEvolink, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = await run_cli(["generate", "x [fail:service_error] [duration:0.1]"], fake=fake, capsys=capsys)
+    assert code == 1
+    assert "service_error" in err
+    assert "task-unified-" in err
+
+
+async def test_wrong_key_is_one_clear_line_and_never_echoed(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = await run_cli(["credits"], fake=fake, capsys=capsys, key="sk-evo-wrong-key-123456")
+    assert code == 1
+    assert "401" in err
+    assert "sk-evo-wrong-key-123456" not in out + err
+    assert "Traceback" not in err
+
+
+def test_missing_key_says_how_to_fix_it(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EVOLINK_API_KEY", raising=False)
+    assert _cli.main(["credits"]) == 2
+    assert "EVOLINK_API_KEY" in capsys.readouterr().err
+
+
+async def test_credits_task_get_and_wait(fake: FakeEvolink, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = await run_cli(["credits", "--json"], fake=fake, capsys=capsys)
+    assert code == 0
+    assert json.loads(out)["remaining"] == 1000.0
+    code, out, _ = await run_cli(["generate", "x [duration:0.3]", "--json"], fake=fake, capsys=capsys)
+    task_id = json.loads(out)["task"]["id"]
+    code, out, _ = await run_cli(["task", "get", task_id], fake=fake, capsys=capsys)
+    assert code == 0
+    assert task_id in out
+    assert "completed" in out
+    code, out, _ = await run_cli(["task", "wait", task_id, "--json"], fake=fake, capsys=capsys)
+    assert json.loads(out)["status"] == "completed"
+    code, _, err = await run_cli(["task", "get", "task-unified-1-zzzzzzzz"], fake=fake, capsys=capsys)
+    assert code == 1
+    assert "404" in err
+
+
+async def test_batch_file_of_prompts_and_json_lines(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    batch = tmp_path / "prompts.txt"
+    batch.write_text(
+        'a cat [duration:0.1]\n\n{"prompt": "a fox [duration:0.2]", "size": "9:16"}\na dog [duration:0.1]\n'
+    )
+    out_dir = tmp_path / "out"
+    code, out, _ = await run_cli(
+        ["batch", str(batch), "--out", str(out_dir), "--concurrency", "2", "--journal", str(tmp_path / "j.sqlite")],
+        fake=fake,
+        capsys=capsys,
+    )
+    assert code == 0
+    assert "completed" in out
+    assert len(list(out_dir.glob("*.png"))) == 3
+    assert fake.stats.creates == 3
+    assert sorted(t.size or "" for t in fake.tasks.values()) == ["", "", "9:16"]
+    # Rerun with the journal: nothing is created again.
+    code, out, _ = await run_cli(
+        ["batch", str(batch), "--out", str(out_dir), "--journal", str(tmp_path / "j.sqlite")], fake=fake, capsys=capsys
+    )
+    assert code == 0
+    assert "resumed from journal" in out
+    assert fake.stats.create_requests == 3
+
+
+async def test_batch_with_failures_exits_non_zero_and_lists_them(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    batch = tmp_path / "prompts.txt"
+    batch.write_text("ok [duration:0.1]\nbad [fail:content_policy_violation] [duration:0.1]\n")
+    code, out, _ = await run_cli(["batch", str(batch)], fake=fake, capsys=capsys)
+    assert code == 1
+    assert "content_policy_violation" in out
+    assert "[fail:content_policy_violation]" in out  # user text is shown, not eaten as markup
+
+
+async def test_batch_budget_reports_what_was_not_submitted(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    batch = tmp_path / "prompts.txt"
+    batch.write_text("".join(f"p{i} [duration:0.1]\n" for i in range(5)))
+    code, out, _ = await run_cli(
+        ["batch", str(batch), "--budget", "3.3", "--concurrency", "1"], fake=fake, capsys=capsys
+    )
+    assert code == 1
+    assert fake.stats.creates == 2  # 2 x 1.6 credits fit in 3.3, a third would not
+    assert "not submitted" in out
+
+
+async def test_batch_bad_json_line_is_one_line_error(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    batch = tmp_path / "prompts.txt"
+    batch.write_text('{"prompt": "x",\n')
+    code, _, err = await run_cli(["batch", str(batch)], fake=fake, capsys=capsys)
+    assert code == 2
+    assert "prompts.txt:1" in err
+    assert "Traceback" not in err
+
+
+def test_demo_runs_without_key_or_network(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "EVOLINK_API_KEY"}
+    result = subprocess.run(
+        [sys.executable, "-m", "evolink_async._cli", "demo", "--out", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "batch summary" in result.stdout
+    assert "no task was paid for twice" in result.stdout
+    # Four prompts are scripted to fail; every other one is saved.
+    assert len(list((tmp_path / "demo").glob("*.png"))) == len(_cli.DEMO_PROMPTS) - 4
+    assert "Traceback" not in result.stderr
