@@ -13,6 +13,7 @@ from ._batch import BatchRun, BatchStats, Outcome
 from ._client import AsyncClient, OnUpdate, new_idempotency_key
 from ._config import DEFAULT_BASE_URL, Limits, PollPolicy, RetryPolicy, Timeouts
 from ._version import __version__
+from ._webhooks import CallbackReceiver, CallbackStats
 from .errors import (
     APIConnectionError,
     APIError,
@@ -62,6 +63,8 @@ __all__ = (
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "CallbackReceiver",
+    "CallbackStats",
     "ClientStateError",
     "ConfigurationError",
     "ConflictError",

@@ -9,10 +9,11 @@ import re
 import time
 import types
 import uuid
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections import OrderedDict
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import anyio
@@ -26,6 +27,7 @@ from ._download import Downloader
 from ._http import HTTPClient
 from ._limits import RateLimiter
 from ._poller import Poller
+from ._webhooks import CallbackReceiver
 from .models import Credits, ImageRequest, Task, TaskStatus
 
 __all__ = ("AsyncClient", "OnUpdate")
@@ -81,6 +83,8 @@ class AsyncClient:
         poll: PollPolicy = PollPolicy(),
         limits: Limits = Limits(),
         session: aiohttp.ClientSession | None = None,
+        callback_url: str | None = None,
+        allow_local_callback_url: bool = False,
     ) -> None:
         for name, value, cls in (
             ("timeouts", timeouts, Timeouts),
@@ -119,6 +123,10 @@ class AsyncClient:
         # Made in __aenter__: a CancelScope needs a running event loop, the constructor does not.
         self._poller_scope: anyio.CancelScope | None = None
         self._state = "new"  # new -> open -> closed
+        self.callback_url = _check_client_callback_url(callback_url, allow_local_callback_url)
+        self._callbacks: CallbackReceiver | None = None
+        # Tasks created with our callback URL (bounded: the oldest are forgotten, they then poll normally).
+        self._callback_ids: OrderedDict[str, None] = OrderedDict()
 
     def __repr__(self) -> str:
         return (
@@ -190,6 +198,20 @@ class AsyncClient:
         finally:
             await self._downloader.aclose()
 
+    @property
+    def callbacks(self) -> CallbackReceiver:
+        """This client's receiver of EvoLink callbacks; mount one of its adapters at ``callback_url``."""
+        if self._callbacks is None:
+            self._callbacks = CallbackReceiver(self)
+        return self._callbacks
+
+    def _spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> bool:
+        """Run ``fn`` in the client's task group (work that must outlive a web request); False if closed."""
+        if self._state != "open" or self._task_group is None:
+            return False
+        self._task_group.start_soon(fn, *args)
+        return True
+
     def _check_open(self, *, needs_poller: bool = False) -> None:
         if self._state == "closed":
             raise errors.ClientStateError("this client is closed; create a new AsyncClient")
@@ -210,9 +232,12 @@ class AsyncClient:
         req = _build_request(request, fields)
         key = _check_idempotency_key(idempotency_key) if idempotency_key is not None else new_idempotency_key()
         self._check_open()
-        resp = await self._http.request(
-            "POST", "/v1/images/generations", json_body=request_to_wire(req), idempotency_key=key
-        )
+        body = request_to_wire(req)
+        # The client's callback URL was checked when the client was made (it may be a local test URL).
+        with_callback = self.callback_url is not None and req.callback_url is None
+        if with_callback:
+            body["callback_url"] = self.callback_url
+        resp = await self._http.request("POST", "/v1/images/generations", json_body=body, idempotency_key=key)
         try:
             task = structure_task(resp.data, request_id=resp.request_id)
         except errors.MalformedResponseError as exc:
@@ -220,6 +245,10 @@ class AsyncClient:
             raise errors.SubmissionUnknownError(
                 f"create answered but the task could not be read: {exc}", idempotency_key=key
             ) from exc
+        if with_callback:
+            self._callback_ids[task.id] = None
+            if len(self._callback_ids) > _MAX_CALLBACK_IDS:
+                self._callback_ids.popitem(last=False)
         if resp.headers.get("idempotency-replayed", "").lower() == "true":
             log.info("create replayed by the server: task %s (idempotency key reused)", task.id)
         return task
@@ -275,7 +304,8 @@ class AsyncClient:
         raise_on_failure: bool,
     ) -> Task:
         try:
-            w = self._poller.watch(task_id, known, submitted_at=submitted_at)
+            callback = task_id in self._callback_ids
+            w = self._poller.watch(task_id, known, submitted_at=submitted_at, callback=callback)
         except errors.EvolinkError as exc:
             exc.task_id = task_id  # e.g. closed right after submit: the task exists, keep its id
             raise
@@ -401,6 +431,24 @@ class AsyncClient:
                 outcomes.append(outcome)
         outcomes.sort(key=lambda o: o.index)
         return outcomes
+
+
+_MAX_CALLBACK_IDS = 100_000
+
+
+def _check_client_callback_url(url: str | None, allow_local: bool) -> str | None:
+    if url is None:
+        return None
+    try:
+        ImageRequest("x", callback_url=url)
+    except errors.ValidationError as exc:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        # The documented escape hatch: a loopback/private receiver for local testing, still over HTTPS.
+        if not (allow_local and parts is not None and parts.scheme == "https" and parts.hostname):
+            raise errors.ConfigurationError(
+                f"callback_url {exc.message}" + ("" if allow_local else " (allow_local_callback_url=True for tests)")
+            ) from None
+    return url
 
 
 class _Slot:

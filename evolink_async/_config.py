@@ -65,7 +65,9 @@ class PollPolicy:
     The first read comes at ``first_check`` times the task's ``estimated_time``; later reads aim just past
     the finish predicted from progress, never sooner than ``min_interval`` nor later than
     ``max_interval`` apart, with ±``jitter`` (a fraction). ``batch`` chooses ``POST /v1/tasks/batch``:
-    ``None`` detects it once, ``False`` never uses it.
+    ``None`` detects it once, ``False`` never uses it. Tasks whose completion a callback announces are
+    read only as a safety net: first at ``callback_grace`` times the estimate + ``callback_slack`` seconds, then at
+    most every ``callback_max_interval``.
     """
 
     min_interval: float = attrs.field(default=0.5, validator=_positive)
@@ -79,6 +81,9 @@ class PollPolicy:
     batch_size: int = attrs.field(default=50)
     batch_interval: float = attrs.field(default=0.5, validator=_non_negative)
     max_concurrent_reads: int = attrs.field(default=8)
+    callback_grace: float = attrs.field(default=1.5, validator=_positive)
+    callback_slack: float = attrs.field(default=10.0, validator=_non_negative)
+    callback_max_interval: float = attrs.field(default=120.0, validator=_positive)
 
     @batch_size.validator
     def _check_batch_size(self, attribute: attrs.Attribute[int], value: int) -> None:

@@ -27,7 +27,7 @@ from ._converter import structure_task, structure_tasks
 from ._http import HTTPClient
 from .models import Task
 
-__all__ = ("Poller", "Watch", "next_delay")
+__all__ = ("Poller", "Watch", "next_delay", "safety_net_delay")
 
 log = logging.getLogger("evolink_async")
 
@@ -66,6 +66,24 @@ def next_delay(
     return delay * (1.0 + policy.jitter * (2.0 * rng() - 1.0))
 
 
+def safety_net_delay(
+    policy: PollPolicy, *, elapsed: float, estimated: float | None, rng: Callable[[], float] = random.random
+) -> float:
+    """Seconds until the next read of a task whose completion a callback should announce.
+
+    Delivery can fail, so such a task is still read — but first well after its estimate
+    (``callback_grace`` times the estimate + ``callback_slack``), then sparsely (half the time elapsed, at
+    most ``callback_max_interval``).
+    """
+    estimate = estimated if estimated is not None and estimated > 0 else policy.default_estimate
+    first = estimate * policy.callback_grace + policy.callback_slack
+    delay = (
+        first - elapsed if elapsed < first else min(policy.callback_max_interval, max(policy.max_interval, elapsed / 2))
+    )
+    delay = max(policy.min_interval, delay)
+    return delay * (1.0 + policy.jitter * (2.0 * rng() - 1.0))
+
+
 @attrs.define(eq=False)
 class Watch:
     """The poller's record of one task that someone is waiting on."""
@@ -80,6 +98,10 @@ class Watch:
     failures: int = 0
     due: float = 0.0
     reading: bool = False
+    #: Submitted with our callback URL: the poller keeps only a slow safety-net schedule for it.
+    callback: bool = False
+    confirming: bool = False
+    confirmed_at: float = float("-inf")
     changed: anyio.Event = attrs.field(factory=anyio.Event)
 
     @property
@@ -124,6 +146,7 @@ class Poller:
         self._reads = anyio.CapacityLimiter(policy.max_concurrent_reads)
         self._last_batch = float("-inf")
         self._backlog = False
+        self._callback_miss_reported = False
         #: None until detected; then whether POST /v1/tasks/batch works on this server.
         self.batch_supported: bool | None = policy.batch
         self.requests = 0
@@ -139,14 +162,21 @@ class Poller:
 
     # -- waiters' side -------------------------------------------------------------------------
 
-    def watch(self, task_id: str, task: Task | None = None, *, submitted_at: float | None = None) -> Watch:
+    def get(self, task_id: str) -> Watch | None:
+        """The watch of a task someone is waiting on, if any."""
+        return self._watches.get(task_id)
+
+    def watch(
+        self, task_id: str, task: Task | None = None, *, submitted_at: float | None = None, callback: bool = False
+    ) -> Watch:
         """Start (or join) watching a task; pair every call with :meth:`release`."""
         if self.closed:
             raise errors.ClientStateError("the client is closed")
         w = self._watches.get(task_id)
         if w is None:
             now = self._clock()
-            w = Watch(task_id=task_id, started=submitted_at if submitted_at is not None else self._started(task, now))
+            started = submitted_at if submitted_at is not None else self._started(task, now)
+            w = Watch(task_id=task_id, started=started, callback=callback)
             self._watches[task_id] = w
             w.task = task
             if task is None:
@@ -194,12 +224,16 @@ class Poller:
 
     def _delay(self, w: Watch, now: float) -> float:
         task = w.task
-        delay = next_delay(
-            self.policy,
-            elapsed=now - w.started,
-            estimated=task.estimated_time if task is not None else None,
-            progress=task.progress if task is not None else None,
-        )
+        estimated = task.estimated_time if task is not None else None
+        if w.callback:
+            delay = safety_net_delay(self.policy, elapsed=now - w.started, estimated=estimated)
+        else:
+            delay = next_delay(
+                self.policy,
+                elapsed=now - w.started,
+                estimated=estimated,
+                progress=task.progress if task is not None else None,
+            )
         if w.failures:
             # Reads keep failing: back off (the waits go on; the errors are logged).
             delay = max(delay, min(self.policy.max_interval, self.policy.min_interval * 2**w.failures))
@@ -344,6 +378,14 @@ class Poller:
         w.failures = 0
         if w.done:
             return
+        if w.callback and task.is_final and not self._callback_miss_reported:
+            # Once per client: a hint, since a receiver that is not mounted only shows up as slowness.
+            self._callback_miss_reported = True
+            log.warning(
+                "task %s finished but no callback announced it; the safety net found it. Is the callback "
+                "receiver mounted at the client's callback_url, and reachable from EvoLink?",
+                w.task_id,
+            )
         w.update(task)
         if not task.is_final and self._watches.get(w.task_id) is w:
             now = self._clock()

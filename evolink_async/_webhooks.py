@@ -1,0 +1,185 @@
+"""The receiver of EvoLink's completion callbacks, and its aiohttp and ASGI adapters.
+
+EvoLink signs nothing, so a callback is only a hint: the receiver never trusts its body. It looks the id up
+among the tasks this client is waiting on (others are acknowledged and ignored), answers at once, and then
+confirms the state with one ``GET /v1/tasks/{id}`` using our own key; only that read resolves the waiter.
+Duplicates, retries and out-of-order deliveries are harmless; a forged body cannot reach the caller; junk
+costs no memory (nothing is stored for ids we are not waiting on).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from . import errors
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from ._client import AsyncClient
+
+__all__ = ("CallbackReceiver", "CallbackStats")
+
+log = logging.getLogger("evolink_async")
+
+ASGIScope = MutableMapping[str, Any]
+ASGIMessage = MutableMapping[str, Any]
+ASGIReceive = Callable[[], Awaitable[ASGIMessage]]
+ASGISend = Callable[[ASGIMessage], Awaitable[None]]
+
+
+@attrs.define
+class CallbackStats:
+    """What the receiver has seen."""
+
+    received: int = 0
+    confirmed: int = 0
+    ignored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    confirm_failures: int = 0
+
+
+class CallbackReceiver:
+    """Receives EvoLink callbacks for one :class:`AsyncClient` (get it as ``client.callbacks``).
+
+    Mount one of: ``receiver.aiohttp_handler`` (a handler for a POST route), ``receiver.aiohttp_app()``
+    (a sub-app answering POST at its root), or ``receiver.asgi_app`` (an ASGI app for FastAPI/Starlette
+    ``app.mount(...)``), at the URL given to the client as ``callback_url``.
+    """
+
+    def __init__(self, client: AsyncClient, *, max_body_bytes: int = 256 * 1024, min_confirm_interval: float = 1.0):
+        self._client = client
+        self.max_body_bytes = max_body_bytes
+        self.min_confirm_interval = min_confirm_interval
+        self.stats = CallbackStats()
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return f"<CallbackReceiver received={s.received} confirmed={s.confirmed} ignored={s.ignored}>"
+
+    # -- the framework-free core -----------------------------------------------------------------
+
+    def handle(self, body: bytes) -> tuple[int, dict[str, str]]:
+        """Judge one delivery; returns (HTTP status, JSON answer). Confirmation runs after the reply."""
+        self.stats.received += 1
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return self._reject("body is not JSON")
+        task_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(task_id, str) or not task_id or len(task_id) > 200:
+            return self._reject("body has no task id")
+        poller = self._client._poller
+        watch = poller.get(task_id)
+        if watch is None or watch.done:
+            # Not ours (or already settled): acknowledge so EvoLink stops retrying, and keep nothing.
+            self.stats.ignored += 1
+            log.debug("callback for task %s ignored: not waiting on it", task_id)
+            return 202, {"status": "ignored"}
+        now = time.monotonic()
+        if watch.confirming or now - watch.confirmed_at < self.min_confirm_interval:
+            self.stats.duplicates += 1
+            return 202, {"status": "duplicate"}
+        watch.confirming = True
+        if not self._client._spawn(self._confirm, task_id):
+            watch.confirming = False
+            return 503, {"status": "closing"}
+        return 202, {"status": "accepted"}
+
+    def _reject(self, why: str) -> tuple[int, dict[str, str]]:
+        self.stats.rejected += 1
+        log.info("rejected a callback: %s", why)
+        return 400, {"error": why}
+
+    async def _confirm(self, task_id: str) -> None:
+        watch = self._client._poller.get(task_id)
+        try:
+            # Our own read, with our key: the body of the callback is never used.
+            await self._client.get_task(task_id)
+            self.stats.confirmed += 1
+        except errors.EvolinkError as exc:
+            # The waiter is not lost: its safety-net polling goes on.
+            self.stats.confirm_failures += 1
+            log.info("confirming callback for task %s failed: %s", task_id, exc)
+        finally:
+            if watch is not None:
+                watch.confirming = False
+                watch.confirmed_at = time.monotonic()
+
+    # -- aiohttp ----------------------------------------------------------------------------------
+
+    async def aiohttp_handler(self, request: web.Request) -> web.Response:
+        """An aiohttp.web handler: ``app.router.add_post("/evolink/callback", receiver.aiohttp_handler)``."""
+        from aiohttp import web
+
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            self.stats.received += 1
+            return web.json_response(self._reject("body too large")[1], status=413)
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            body += chunk
+            if len(body) > self.max_body_bytes:
+                self.stats.received += 1
+                return web.json_response(self._reject("body too large")[1], status=413)
+        status, answer = self.handle(bytes(body))
+        return web.json_response(answer, status=status)
+
+    def aiohttp_app(self) -> web.Application:
+        """A sub-app answering POST at its root: ``app.add_subapp("/evolink/callback", receiver.aiohttp_app())``."""
+        from aiohttp import web
+
+        app = web.Application(client_max_size=self.max_body_bytes)
+        app.router.add_post("", self.aiohttp_handler)
+        app.router.add_post("/", self.aiohttp_handler)
+        return app
+
+    # -- ASGI -------------------------------------------------------------------------------------
+
+    async def asgi_app(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
+        """A plain ASGI app: ``fastapi_app.mount("/evolink/callback", client.callbacks.asgi_app)``."""
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        if scope.get("method") != "POST":
+            await _asgi_json(send, 405, {"error": "POST only"})
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_body_bytes:
+                self.stats.received += 1
+                await _asgi_json(send, 413, self._reject("body too large")[1])
+                return
+            if not message.get("more_body", False):
+                break
+        status, answer = self.handle(bytes(body))
+        await _asgi_json(send, status, answer)
+
+
+async def _asgi_json(send: ASGISend, status: int, answer: dict[str, str]) -> None:
+    payload = json.dumps(answer).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
