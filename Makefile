@@ -12,13 +12,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/ruff check evolink_async tests benchmarks
+	$(BIN)/ruff check evolink_async tests benchmarks examples
 	$(BIN)/mypy --strict evolink_async
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check evolink_async tests benchmarks
-	$(BIN)/ruff format --check evolink_async tests benchmarks
+	$(BIN)/ruff check evolink_async tests benchmarks examples
+	$(BIN)/ruff format --check evolink_async tests benchmarks examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict evolink_async

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import ssl
 import sys
 from collections.abc import Sequence
 
@@ -31,10 +32,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--credits", type=float, default=1000.0, help="initial balance (default: %(default)s)")
     parser.add_argument("--error-style", choices=("string", "int"), default="string", help="error envelope code style")
     parser.add_argument("--public-base-url", default=None, help="base URL used in result links")
+    parser.add_argument(
+        "--allow-local-callbacks",
+        action="store_true",
+        help="accept callback_url on loopback/private hosts (still HTTPS only; the real API rejects them)",
+    )
+    parser.add_argument(
+        "--callback-cafile",
+        default=None,
+        metavar="PATH",
+        help="PEM file of CA certificates to verify callback receivers (default: the system's trust store)",
+    )
     return parser
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def _serve(args: argparse.Namespace, callback_ssl: ssl.SSLContext | None) -> None:
     fake = FakeEvolink(
         api_key=args.api_key,
         host=args.host,
@@ -44,6 +56,8 @@ async def _serve(args: argparse.Namespace) -> None:
         initial_credits=args.credits,
         error_style=args.error_style,
         public_base_url=args.public_base_url,
+        allow_local_callbacks=args.allow_local_callbacks,
+        callback_ssl=callback_ssl,
     )
     async with fake:
         print(f"EvoLink simulator running at {fake.base_url}", flush=True)
@@ -56,8 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.duration < 0:
         _parser().error("--duration must be >= 0")
+    callback_ssl = None
+    if args.callback_cafile is not None:
+        try:
+            callback_ssl = ssl.create_default_context(cafile=args.callback_cafile)
+        except (OSError, ssl.SSLError) as exc:
+            _parser().error(f"--callback-cafile: {exc}")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
+        asyncio.run(_serve(args, callback_ssl))
     return 0
 
 

@@ -13,6 +13,7 @@ import attrs
 
 __all__ = (
     "FINAL_STATUSES",
+    "CallbackRecord",
     "Fault",
     "FaultKind",
     "FaultRoute",
@@ -26,13 +27,16 @@ __all__ = (
 
 Outcome = Literal["completed", "failed", "cancelled", "never"]
 FaultKind = Literal["status", "html", "drop", "drop_after_create", "slow", "malformed"]
-FaultRoute = Literal["create", "read", "batch", "list", "credits", "files", "any"]
+FaultRoute = Literal["create", "read", "batch", "list", "credits", "files", "callback", "any"]
 
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 _OUTCOMES = ("completed", "failed", "cancelled", "never")
 _FAULT_KINDS = ("status", "html", "drop", "drop_after_create", "slow", "malformed")
-_FAULT_ROUTES = ("create", "read", "batch", "list", "credits", "files", "any")
+_FAULT_ROUTES = ("create", "read", "batch", "list", "credits", "files", "callback", "any")
+_CALLBACK_FAULT_KINDS = ("drop", "slow")
+#: Routes that are not ``/v1`` endpoints, so ``route="any"`` does not reach them.
+_NOT_ANY = ("files", "callback")
 
 #: Exchange rates used for ``usage.cost`` of completed tasks (made up; EvoLink does not publish them).
 USD_PER_CREDIT = 0.1
@@ -97,7 +101,11 @@ class Fault:
     ``delay`` seconds and then answers normally; ``malformed`` answers 200 with truncated JSON.
     A non-zero ``delay`` also delays every other kind. ``times`` is how many matching requests it hits.
     Route ``any`` matches every ``/v1`` endpoint but not result-file downloads (``files``, another host
-    at EvoLink).
+    at EvoLink) nor callback deliveries.
+
+    Route ``callback`` hits the simulator's own outgoing callback delivery attempts (only kinds ``drop``
+    and ``slow``): ``drop`` makes the attempt fail without sending anything (counted as a failed attempt and
+    retried on schedule); ``slow`` waits ``delay`` seconds before sending it.
     """
 
     kind: FaultKind = attrs.field(validator=attrs.validators.in_(_FAULT_KINDS))
@@ -110,9 +118,13 @@ class Fault:
     delay: float = attrs.field(default=0.0, validator=_non_negative)
     times: int = attrs.field(default=1, validator=_positive)
 
+    def __attrs_post_init__(self) -> None:
+        if self.route == "callback" and self.kind not in _CALLBACK_FAULT_KINDS:
+            raise ValueError(f"a callback fault must be of kind 'drop' or 'slow', got {self.kind!r}")
+
     def matches(self, route: str) -> bool:
         """Whether this fault applies to a request of ``route``."""
-        return self.route == route or (self.route == "any" and route != "files")
+        return self.route == route or (self.route == "any" and route not in _NOT_ANY)
 
 
 @attrs.frozen
@@ -129,6 +141,29 @@ class RequestRecord:
     time: float
 
 
+@attrs.frozen
+class CallbackRecord:
+    """One callback delivery attempt the simulator made (see :attr:`SimStats.callback_log`).
+
+    ``attempt`` counts from 1 (the first try) per delivery; ``status`` is the receiver's HTTP status, or
+    ``None`` when no answer came (connection error, timeout, ``drop`` fault), and then ``error`` says why
+    (``None`` when an answer came, 2xx or not). ``time`` is :func:`time.monotonic` when the attempt was sent
+    (after the delay of a ``slow`` fault), or failed without sending.
+    """
+
+    task_id: str
+    url: str
+    attempt: int
+    status: int | None
+    error: str | None
+    time: float
+
+    @property
+    def delivered(self) -> bool:
+        """Whether the receiver answered 2xx."""
+        return self.status is not None and 200 <= self.status < 300
+
+
 @attrs.define(kw_only=True)
 class SimStats:
     """What the simulator saw. Mutable counters, updated as requests arrive.
@@ -136,6 +171,11 @@ class SimStats:
     Per-route counters count every request that reached the route (replays, faulted and rejected ones
     included). ``reads`` counts, per task id, each ``GET /v1/tasks/{id}`` answered and each inclusion in a
     batch answer. ``running`` is the number of tasks created and not yet final; ``max_running`` its peak.
+
+    Callbacks: ``callbacks_attempted`` counts every delivery attempt (first tries and retries),
+    ``callbacks_delivered`` those answered 2xx, ``callbacks_failed`` the others (non-2xx, connection error,
+    timeout, ``drop`` fault); ``callbacks_lost`` counts deliveries given up for good (``lose_callbacks`` or
+    every retry failed). ``callback_log`` has one :class:`CallbackRecord` per attempt, in order of completion.
     """
 
     requests: int = 0
@@ -155,6 +195,11 @@ class SimStats:
     running: int = 0
     max_running: int = 0
     requests_seen: list[RequestRecord] = attrs.field(factory=list)
+    callbacks_attempted: int = 0
+    callbacks_delivered: int = 0
+    callbacks_failed: int = 0
+    callbacks_lost: int = 0
+    callback_log: list[CallbackRecord] = attrs.field(factory=list)
 
     def reads_per_task(self) -> float:
         """Average task reads per created task (0.0 before any)."""

@@ -9,17 +9,19 @@ import json
 import math
 import re
 import secrets
+import ssl
 import string
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Literal, NoReturn, TypeVar
 
+import aiohttp
 import attrs
 from aiohttp import web
 
-from ._models import Fault, RequestRecord, SimStats, SimTask, TaskPlan, directive_plan
+from ._models import CallbackRecord, Fault, RequestRecord, SimStats, SimTask, TaskPlan, directive_plan
 from ._png import colour_for, dimensions_for, solid_png
 from ._validation import IDEMPOTENCY_KEY, InvalidRequest, price_of, validate_create
 
@@ -117,6 +119,16 @@ class FakeEvolink:
     Start it (``async with FakeEvolink() as fake``), point a client at ``fake.base_url`` with
     ``fake.api_key``, then inspect ``fake.stats`` and ``fake.tasks``. ``plan`` decides each created
     task's fate from the request body (default :func:`directive_plan`); :meth:`inject` queues faults.
+
+    Callbacks: when a task created with a ``callback_url`` ends (completed, failed or cancelled, also via
+    :meth:`complete`), the simulator POSTs the task's JSON (what ``GET /v1/tasks/{id}`` returns then; not
+    counted as a read) to that URL at the finish time, with ``Content-Type: application/json``, no
+    ``Authorization`` (EvoLink documents no signature), ``callback_timeout`` seconds per attempt, redirects
+    not followed. Any 2xx is success; otherwise it retries after each of ``callback_retry_delays`` (EvoLink:
+    1, 2, 4 s). ``callback_ssl`` verifies HTTPS receivers (e.g. a ``trustme`` CA); ``allow_local_callbacks``
+    lets creates name loopback/private HTTPS receivers, which the real API rejects. Set ``lose_callbacks``
+    to drop every delivery, or inject ``Fault(route="callback", kind="drop")`` to fail single attempts.
+    Tasks that end while the simulator is closed get no callback (counted in ``stats.callbacks_lost``).
     """
 
     def __init__(
@@ -130,9 +142,18 @@ class FakeEvolink:
         initial_credits: float = 1000.0,
         error_style: Literal["string", "int"] = "string",
         public_base_url: str | None = None,
+        callback_retry_delays: Sequence[float] = (1.0, 2.0, 4.0),
+        callback_timeout: float = 10.0,
+        callback_ssl: ssl.SSLContext | None = None,
+        allow_local_callbacks: bool = False,
     ) -> None:
         if error_style not in ("string", "int"):
             raise ValueError(f"error_style must be 'string' or 'int', got {error_style!r}")
+        delays = tuple(float(delay) for delay in callback_retry_delays)
+        if not all(0 <= delay < math.inf for delay in delays):
+            raise ValueError(f"callback_retry_delays must be finite and >= 0, got {callback_retry_delays!r}")
+        if not 0 < callback_timeout < math.inf:
+            raise ValueError(f"callback_timeout must be finite and > 0, got {callback_timeout!r}")
         self.api_key = api_key
         self.host = host
         self.port = port
@@ -140,6 +161,16 @@ class FakeEvolink:
         self.batch_endpoint = batch_endpoint
         self.error_style: Literal["string", "int"] = error_style
         self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
+        #: Seconds to wait before each retry of a failed callback delivery; ``len()`` is the retry count.
+        self.callback_retry_delays: tuple[float, ...] = delays
+        #: Total seconds allowed for one delivery attempt (connect, send, response head).
+        self.callback_timeout = float(callback_timeout)
+        #: TLS context verifying callback receivers (``None``: the system's default trust store).
+        self.callback_ssl = callback_ssl
+        #: Accept ``callback_url`` on loopback/private hosts (HTTPS still required). For local testing only.
+        self.allow_local_callbacks = allow_local_callbacks
+        #: When true, callbacks are dropped for good: nothing is sent, not even to be retried.
+        self.lose_callbacks = False
         self.stats = SimStats()
         self.tasks: dict[str, SimTask] = {}
         self._order: list[SimTask] = []  # creation order, for newest-first listing without sorting
@@ -156,6 +187,8 @@ class FakeEvolink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
+        self._callback_session: aiohttp.ClientSession | None = None
+        self._deliveries: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -193,6 +226,13 @@ class FakeEvolink:
             await runner.cleanup()
             raise
         self._runner = runner
+        # No cookies kept between receivers, no proxy settings from the environment, no pool limit
+        # (each delivery has its own timeout, which must not include waiting for a pooled connection).
+        self._callback_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+        )
         port = runner.addresses[0][1]
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.port = port
@@ -200,15 +240,28 @@ class FakeEvolink:
         self._schedule()
 
     async def close(self) -> None:
-        """Stop serving and close open connections. Tasks and stats stay readable."""
+        """Stop serving and close open connections; cancel pending callback deliveries.
+
+        Tasks and stats stay readable.
+        """
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
             self._timer_at = math.inf
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-        self._loop = None
+        session, self._callback_session = self._callback_session, None  # no new deliveries from here on
+        deliveries = list(self._deliveries)
+        for delivery in deliveries:
+            delivery.cancel()
+        try:
+            if deliveries:
+                await asyncio.gather(*deliveries, return_exceptions=True)
+            runner, self._runner = self._runner, None
+            if runner is not None:
+                await runner.cleanup()
+        finally:
+            if session is not None:
+                await session.close()
+            self._loop = None
 
     async def __aenter__(self: _T) -> _T:
         await self.start()
@@ -265,6 +318,21 @@ class FakeEvolink:
         self._settle(now)
         self._schedule()
 
+    async def wait_callbacks_idle(self, timeout: float = 5.0) -> None:
+        """Return once no callback delivery is pending (retries included); ``TimeoutError`` after ``timeout`` s.
+
+        Tasks whose finish time has passed are settled first, so their deliveries count as pending; tasks
+        still running do not (wait for them to end first, e.g. by polling or sleeping past their duration).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._settle(time.monotonic())
+        while self._deliveries:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(self._deliveries)} callback deliveries still pending after {timeout:g} s")
+            await asyncio.wait(set(self._deliveries), timeout=remaining)
+
     def task_view(self, task_id: str) -> dict[str, Any]:
         """The task's JSON as ``GET /v1/tasks/{id}`` would return it now (not counted as a read)."""
         task = self.tasks[task_id]
@@ -290,7 +358,74 @@ class FakeEvolink:
             self._on_final(task)
 
     def _on_final(self, task: SimTask) -> None:
-        """Hook called once when a task reaches its final state (callback delivery goes here)."""
+        """Hook called once when a task reaches its final state, after billing: start its callback delivery."""
+        url = task.request.get("callback_url")
+        if not isinstance(url, str):
+            return
+        session, loop = self._callback_session, self._loop
+        if session is None or loop is None or self.lose_callbacks:
+            self.stats.callbacks_lost += 1  # closed simulator, or callbacks lost on purpose
+            return
+        body = _dumps(task.render(time.monotonic(), self.files_base_url)).encode()
+        delivery = loop.create_task(self._deliver(session, task.id, url, body), name=f"evolink-callback-{task.id}")
+        self._deliveries.add(delivery)
+        delivery.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(self, session: aiohttp.ClientSession, task_id: str, url: str, body: bytes) -> None:
+        """Deliver one callback: the first attempt now, then a retry after each delay until a 2xx."""
+        stats = self.stats
+        attempt = 1
+        while True:
+            if self.lose_callbacks:
+                stats.callbacks_lost += 1
+                return
+            if await self._attempt_callback(session, task_id, url, body, attempt):
+                return
+            delays = self.callback_retry_delays
+            if attempt > len(delays):
+                stats.callbacks_lost += 1
+                return
+            await asyncio.sleep(delays[attempt - 1])
+            attempt += 1
+
+    async def _attempt_callback(
+        self, session: aiohttp.ClientSession, task_id: str, url: str, body: bytes, attempt: int
+    ) -> bool:
+        """One delivery attempt, recorded in the stats; whether the receiver answered 2xx."""
+        stats = self.stats
+        stats.callbacks_attempted += 1
+        fault = self._take_fault("callback")
+        if fault is not None:
+            stats.faults_applied += 1
+            if fault.delay > 0:
+                await asyncio.sleep(fault.delay)
+        sent = time.monotonic()
+        status: int | None = None
+        error: str | None = None
+        if fault is not None and fault.kind == "drop":
+            error = "dropped by an injected fault"
+        else:
+            try:
+                async with session.post(
+                    url,
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                    ssl=self.callback_ssl if self.callback_ssl is not None else True,
+                    timeout=aiohttp.ClientTimeout(total=self.callback_timeout),
+                    allow_redirects=False,
+                ) as response:
+                    status = response.status
+            except Exception as exc:  # connection refused/reset, TLS failure, timeout, bad URL...
+                status = None
+                text = str(exc)
+                error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        delivered = status is not None and 200 <= status < 300
+        if delivered:
+            stats.callbacks_delivered += 1
+        else:
+            stats.callbacks_failed += 1
+        stats.callback_log.append(CallbackRecord(task_id, url, attempt, status, error, sent))
+        return delivered
 
     def _schedule(self) -> None:
         """Keep one timer armed for the earliest finish, so stats and credits settle without requests."""
@@ -397,7 +532,7 @@ class FakeEvolink:
                 error["fallback_suggestion"] = _SUGGESTIONS.get(status, "Retry later.")
         return web.json_response({"error": error}, status=status, headers=headers, dumps=_dumps)
 
-    def _take_fault(self, route: _Route) -> Fault | None:
+    def _take_fault(self, route: _Route | Literal["callback"]) -> Fault | None:
         for index, armed in enumerate(self._faults):
             if armed.fault.matches(route):
                 armed.left -= 1
@@ -490,7 +625,7 @@ class FakeEvolink:
                 400, param="Idempotency-Key", message="Idempotency-Key must be 16-96 characters of [A-Za-z0-9._-]."
             )
         try:
-            validate_create(body)
+            validate_create(body, allow_local_callbacks=self.allow_local_callbacks)
         except InvalidRequest as exc:
             return self._error(400, param=exc.param, message=exc.message)
         if key is not None and key in self._idempotency:

@@ -68,7 +68,7 @@ def _is_http_url(value: object) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def _check_callback_url(value: object) -> None:
+def _check_callback_url(value: object, *, allow_local: bool = False) -> None:
     if not isinstance(value, str):
         raise InvalidRequest("callback_url", "callback_url must be a string")
     if len(value) > _MAX_CALLBACK_URL:
@@ -80,6 +80,8 @@ def _check_callback_url(value: object) -> None:
         raise InvalidRequest("callback_url", "callback_url is not a valid URL") from None
     if parts.scheme != "https" or not host:
         raise InvalidRequest("callback_url", "callback_url must be an HTTPS URL")
+    if allow_local:
+        return  # the simulator's local-testing mode: loopback and private receivers are fine
     if host == "localhost" or host.endswith(".localhost"):
         raise InvalidRequest("callback_url", "callback_url must not point to a private or loopback address")
     try:
@@ -97,8 +99,12 @@ def _check_callback_url(value: object) -> None:
         raise InvalidRequest("callback_url", "callback_url must not point to a private or loopback address")
 
 
-def validate_create(body: Mapping[str, Any]) -> None:
-    """Raise :class:`InvalidRequest` if ``body`` breaks a documented rule; unknown models/fields pass."""
+def validate_create(body: Mapping[str, Any], *, allow_local_callbacks: bool = False) -> None:
+    """Raise :class:`InvalidRequest` if ``body`` breaks a documented rule; unknown models/fields pass.
+
+    ``allow_local_callbacks`` accepts a ``callback_url`` on a loopback or private host (still HTTPS only),
+    which the real API rejects: for local testing of callback receivers.
+    """
     model = body.get("model")
     if model is None:
         raise InvalidRequest("model", "model is required")
@@ -136,7 +142,7 @@ def validate_create(body: Mapping[str, Any]) -> None:
                 raise InvalidRequest("image_urls", f"image_urls[{index}] is not an http(s) URL")
 
     if "callback_url" in body:
-        _check_callback_url(body["callback_url"])
+        _check_callback_url(body["callback_url"], allow_local=allow_local_callbacks)
 
     if "model_params" in body and not isinstance(body["model_params"], dict):
         raise InvalidRequest("model_params", "model_params must be an object")

@@ -1,0 +1,69 @@
+"""A FastAPI service that generates an image per request and is told of completion by EvoLink's callback.
+
+    EVOLINK_API_KEY=sk-evo-... EVOLINK_CALLBACK_URL=https://your.host/evolink/callback \\
+        uvicorn examples.fastapi_app:app --host 0.0.0.0 --port 8443 --ssl-certfile cert.pem --ssl-keyfile key.pem
+
+    curl -X POST https://your.host/generate -H 'content-type: application/json' -d '{"prompt": "a cat"}'
+
+One AsyncClient lives for the app's lifespan; the callback receiver (a plain ASGI app, no FastAPI import in
+the SDK) is mounted at /evolink/callback. Settings: EVOLINK_API_KEY, EVOLINK_BASE_URL, EVOLINK_CALLBACK_URL,
+EVOLINK_ALLOW_LOCAL_CALLBACKS=1 (local testing only) — as in examples/aiohttp_app.py.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel
+
+import evolink_async as evo
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async with evo.AsyncClient(
+        callback_url=os.environ.get("EVOLINK_CALLBACK_URL") or None,
+        allow_local_callback_url=os.environ.get("EVOLINK_ALLOW_LOCAL_CALLBACKS") == "1",
+    ) as client:
+        app.state.evolink = client
+        yield
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+class GenerateIn(BaseModel):
+    prompt: str
+    size: str | None = None
+    quality: str | None = None
+
+
+class GenerateOut(BaseModel):
+    task_id: str
+    urls: list[str]
+
+
+@app.post("/generate")
+async def generate(body: GenerateIn) -> GenerateOut:
+    client: evo.AsyncClient = app.state.evolink
+    try:
+        task = await client.generate(body.prompt, size=body.size, quality=body.quality, timeout=600)
+    except evo.ValidationError as exc:
+        raise HTTPException(400, {"error": str(exc), "field": exc.field}) from exc
+    except evo.TaskFailedError as exc:
+        raise HTTPException(502, {"error": exc.code, "task_id": exc.task_id}) from exc
+    except evo.EvolinkError as exc:
+        raise HTTPException(502, {"error": type(exc).__name__, "task_id": exc.task_id}) from exc
+    return GenerateOut(task_id=task.id, urls=list(task.results))
+
+
+async def evolink_callback(scope: Any, receive: Any, send: Any) -> None:
+    # Resolved per request: the client exists only once the lifespan has started.
+    await app.state.evolink.callbacks.asgi_app(scope, receive, send)
+
+
+app.mount("/evolink/callback", evolink_callback)
