@@ -12,7 +12,7 @@ import math
 import os
 import time
 import types
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -93,10 +93,14 @@ def _to_request(item: Any, fields: Mapping[str, Any]) -> ImageRequest:
         if not isinstance(prompt, str):
             raise errors.ValidationError("prompt", "each mapping input needs a string 'prompt'")
         return _build_request(prompt, {**fields, **data})
+    if isinstance(item, ImageRequest):
+        # The input's own values win over batch-wide ones, as for mappings: fill only what it left unset.
+        unset = {k: v for k, v in fields.items() if not getattr(item, k, None)}
+        return _build_request(item, unset)
     return _build_request(item, dict(fields))
 
 
-async def _iterate(inputs: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+async def _iterate(inputs: Iterable[Any] | AsyncIterable[Any]) -> AsyncGenerator[Any, None]:
     if isinstance(inputs, AsyncIterable):
         async for item in inputs:
             yield item
@@ -141,6 +145,7 @@ class BatchRun:
         self._price_known = anyio.Event()
         self._probing = False
         self._fatal: errors.JournalError | None = None
+        self._input_error: Exception | None = None
         self._download_to = Path(download_to) if download_to is not None else None
         self._journal = Journal(journal) if journal is not None else None
         self._timeout = timeout
@@ -182,9 +187,16 @@ class BatchRun:
         try:
             # Leaving early (break, error in the body): stop what is still running.
             self._task_group.cancel_scope.cancel()
+            if exc is not None and not isinstance(exc, anyio.get_cancelled_exc_class()):
+                # An error raised by the caller's own block: the task group would wrap it in an
+                # ExceptionGroup. Stop the workers without showing it the error; Python re-raises it as is.
+                await self._task_group.__aexit__(None, None, None)
+                return None
             suppress = await self._task_group.__aexit__(exc_type, exc, tb)
             if self._fatal is not None:
                 raise self._fatal
+            if self._input_error is not None:
+                raise self._input_error
             return suppress
         finally:
             self._receive.close()
@@ -200,15 +212,31 @@ class BatchRun:
     # -- the work ------------------------------------------------------------------------------------
 
     async def _produce(self, send: MemoryObjectSendStream[Outcome]) -> None:
-        async with send, anyio.create_task_group() as workers:
-            index = 0
-            async for item in _iterate(self._inputs):
-                token = object()
-                # Pull the next input only when a slot is free: memory stays flat however long the input.
-                await self._slots.acquire_on_behalf_of(token)
-                self.stats.started += 1
-                workers.start_soon(self._work, index, item, token, send.clone())
-                index += 1
+        items = _iterate(self._inputs)
+        try:
+            async with send, anyio.create_task_group() as workers:
+                index = 0
+                while True:
+                    token = object()
+                    # Pull the next input only when a slot is free: memory stays flat however long the input.
+                    await self._slots.acquire_on_behalf_of(token)
+                    try:
+                        item = await items.__anext__()
+                    except StopAsyncIteration:
+                        self._slots.release_on_behalf_of(token)
+                        break
+                    except Exception as exc:
+                        # The caller's iterable failed: stop pulling, let the inputs in progress finish and
+                        # deliver their outcomes, then raise it from the block (see __aexit__).
+                        self._slots.release_on_behalf_of(token)
+                        self._input_error = exc
+                        break
+                    self.stats.started += 1
+                    workers.start_soon(self._work, index, item, token, send.clone())
+                    index += 1
+        finally:
+            with anyio.CancelScope(shield=True):
+                await items.aclose()
 
     async def _work(self, index: int, item: Any, token: object, send: MemoryObjectSendStream[Outcome]) -> None:
         async with send:
@@ -261,7 +289,13 @@ class BatchRun:
         from ._client import _Slot, new_idempotency_key
 
         estimate = 0.0
-        if task_id is None:
+        if task_id is None and key is not None:
+            # Planned in an earlier run: its create may have reached EvoLink, so it is resubmitted with its
+            # key whatever the budget (a replay costs nothing again; losing a paid task would be worse).
+            estimate = self._price or 0.0
+            self.stats.committed_credits += estimate
+            self.stats.resumed += 1
+        elif task_id is None:
             estimate = await self._reserve_budget(request)
             if estimate < 0:
                 return Outcome(
