@@ -126,7 +126,8 @@ class AsyncClient:
         self.callback_url = _check_client_callback_url(callback_url, allow_local_callback_url)
         self._callbacks: CallbackReceiver | None = None
         # Tasks created with our callback URL (bounded: the oldest are forgotten, they then poll normally).
-        self._callback_ids: OrderedDict[str, None] = OrderedDict()
+        # The value is True once a callback for it arrived before anyone waited.
+        self._callback_ids: OrderedDict[str, bool] = OrderedDict()
 
     def __repr__(self) -> str:
         return (
@@ -246,7 +247,7 @@ class AsyncClient:
                 f"create answered but the task could not be read: {exc}", idempotency_key=key
             ) from exc
         if with_callback:
-            self._callback_ids[task.id] = None
+            self._callback_ids[task.id] = False
             if len(self._callback_ids) > _MAX_CALLBACK_IDS:
                 self._callback_ids.popitem(last=False)
         if resp.headers.get("idempotency-replayed", "").lower() == "true":
@@ -305,10 +306,14 @@ class AsyncClient:
     ) -> Task:
         try:
             callback = task_id in self._callback_ids
+            announced = bool(self._callback_ids.get(task_id))
+            if announced:
+                known, submitted_at = None, None  # its callback already came: read it now
             w = self._poller.watch(task_id, known, submitted_at=submitted_at, callback=callback)
         except errors.EvolinkError as exc:
             exc.task_id = task_id  # e.g. closed right after submit: the task exists, keep its id
             raise
+        w.announced = w.announced or announced
         try:
             with anyio.move_on_after(timeout) as scope:
                 seen: tuple[str, int | None] | None = None
@@ -434,11 +439,15 @@ class AsyncClient:
 
 
 _MAX_CALLBACK_IDS = 100_000
+_MAX_CALLBACK_URL = 2048
 
 
 def _check_client_callback_url(url: str | None, allow_local: bool) -> str | None:
     if url is None:
         return None
+    if isinstance(url, str) and len(url) > _MAX_CALLBACK_URL:
+        # Not relaxed by allow_local: the API refuses such a URL whatever its host.
+        raise errors.ConfigurationError(f"callback_url must be at most {_MAX_CALLBACK_URL} characters, got {len(url)}")
     try:
         ImageRequest("x", callback_url=url)
     except errors.ValidationError as exc:

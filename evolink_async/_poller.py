@@ -100,7 +100,11 @@ class Watch:
     reading: bool = False
     #: Submitted with our callback URL: the poller keeps only a slow safety-net schedule for it.
     callback: bool = False
+    #: A receiver's confirmation read is running or scheduled; ``recheck``: another callback came meanwhile.
     confirming: bool = False
+    recheck: bool = False
+    #: A callback named this task (true or not): the poller finding it final is then no sign of a lost receiver.
+    announced: bool = False
     confirmed_at: float = float("-inf")
     changed: anyio.Event = attrs.field(factory=anyio.Event)
 
@@ -378,7 +382,7 @@ class Poller:
         w.failures = 0
         if w.done:
             return
-        if w.callback and task.is_final and not self._callback_miss_reported:
+        if w.callback and task.is_final and not w.announced and not self._callback_miss_reported:
             # Once per client: a hint, since a receiver that is not mounted only shows up as slowness.
             self._callback_miss_reported = True
             log.warning(

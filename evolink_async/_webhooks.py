@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import attrs
 
 from . import errors
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from ._client import AsyncClient
+    from ._poller import Watch
 
 __all__ = ("CallbackReceiver", "CallbackStats")
 
@@ -50,8 +52,8 @@ class CallbackReceiver:
     """Receives EvoLink callbacks for one :class:`AsyncClient` (get it as ``client.callbacks``).
 
     Mount one of: ``receiver.aiohttp_handler`` (a handler for a POST route), ``receiver.aiohttp_app()``
-    (a sub-app answering POST at its root), or ``receiver.asgi_app`` (an ASGI app for FastAPI/Starlette
-    ``app.mount(...)``), at the URL given to the client as ``callback_url``.
+    (a sub-app answering POST at its root), or ``receiver.asgi_app`` (a plain ASGI app, e.g. as the endpoint of
+    a Starlette ``Route``; see examples/fastapi_app.py), at the URL given to the client as ``callback_url``.
     """
 
     def __init__(self, client: AsyncClient, *, max_body_bytes: int = 256 * 1024, min_confirm_interval: float = 1.0):
@@ -71,26 +73,38 @@ class CallbackReceiver:
         self.stats.received += 1
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
             return self._reject("body is not JSON")
         task_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id or len(task_id) > 200:
             return self._reject("body has no task id")
         poller = self._client._poller
         watch = poller.get(task_id)
+        if watch is None and task_id in self._client._callback_ids:
+            # Ours, but nobody waits yet (submit() now, wait() later): remember it, so the wait reads at once
+            # instead of leaning on the safety net. Bounded: only ids this client created are kept.
+            self._client._callback_ids[task_id] = True
         if watch is None or watch.done:
             # Not ours (or already settled): acknowledge so EvoLink stops retrying, and keep nothing.
             self.stats.ignored += 1
             log.debug("callback for task %s ignored: not waiting on it", task_id)
             return 202, {"status": "ignored"}
-        now = time.monotonic()
-        if watch.confirming or now - watch.confirmed_at < self.min_confirm_interval:
+        watch.announced = True
+        if watch.confirming:
+            # A confirmation is running or scheduled: have one more read follow it, so that a genuine
+            # callback arriving just after a forged or duplicate one is never lost. Still one read at a time.
+            watch.recheck = True
             self.stats.duplicates += 1
             return 202, {"status": "duplicate"}
+        # At most one read per min_confirm_interval: a callback sooner than that is confirmed when it ends.
+        delay = max(0.0, watch.confirmed_at + self.min_confirm_interval - time.monotonic())
         watch.confirming = True
-        if not self._client._spawn(self._confirm, task_id):
+        if not self._client._spawn(self._confirm, task_id, watch, delay):
             watch.confirming = False
             return 503, {"status": "closing"}
+        if delay > 0:
+            self.stats.duplicates += 1
+            return 202, {"status": "duplicate"}
         return 202, {"status": "accepted"}
 
     def _reject(self, why: str) -> tuple[int, dict[str, str]]:
@@ -98,20 +112,35 @@ class CallbackReceiver:
         log.info("rejected a callback: %s", why)
         return 400, {"error": why}
 
-    async def _confirm(self, task_id: str) -> None:
-        watch = self._client._poller.get(task_id)
+    async def _confirm(self, task_id: str, watch: Watch, delay: float) -> None:
+        poller = self._client._poller
+        follow_up = True
         try:
-            # Our own read, with our key: the body of the callback is never used.
-            await self._client.get_task(task_id)
-            self.stats.confirmed += 1
-        except errors.EvolinkError as exc:
-            # The waiter is not lost: its safety-net polling goes on.
-            self.stats.confirm_failures += 1
-            log.info("confirming callback for task %s failed: %s", task_id, exc)
+            while True:
+                if delay > 0:
+                    await anyio.sleep(delay)
+                if poller.get(task_id) is not watch or watch.done:
+                    return  # nobody waits any more, or a read found it final meanwhile
+                watch.recheck = False
+                try:
+                    # Our own read, with our key: the body of the callback is never used.
+                    await self._client.get_task(task_id)
+                    self.stats.confirmed += 1
+                except errors.EvolinkError as exc:
+                    # The waiter is not lost: its safety-net polling goes on.
+                    self.stats.confirm_failures += 1
+                    log.info("confirming callback for task %s failed: %s", task_id, exc)
+                finally:
+                    watch.confirmed_at = time.monotonic()
+                if not watch.recheck and (watch.done or not follow_up):
+                    return
+                if not watch.recheck:
+                    # The read says "not yet" although a callback said "done": the server may lag behind
+                    # its own callback. Look once more shortly rather than wait for the safety net.
+                    follow_up = False
+                delay = self.min_confirm_interval
         finally:
-            if watch is not None:
-                watch.confirming = False
-                watch.confirmed_at = time.monotonic()
+            watch.confirming = False
 
     # -- aiohttp ----------------------------------------------------------------------------------
 
@@ -142,8 +171,18 @@ class CallbackReceiver:
 
     # -- ASGI -------------------------------------------------------------------------------------
 
-    async def asgi_app(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
-        """A plain ASGI app: ``fastapi_app.mount("/evolink/callback", client.callbacks.asgi_app)``."""
+    @property
+    def asgi_app(self) -> _ASGIApp:
+        """A plain ASGI (3) app answering POST: mount it as a route at the callback path, e.g. in FastAPI
+        ``app.router.routes.append(starlette.routing.Route("/evolink/callback", client.callbacks.asgi_app))``.
+        (Not ``app.mount``: a Mount redirects ``POST /evolink/callback`` to ``.../`` and EvoLink follows
+        no redirects.)"""
+        return _ASGIApp(self)
+
+    async def _asgi(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
+        """A plain ASGI app. Route it at ``callback_url`` exactly: a Starlette/FastAPI ``mount()`` answers its
+        bare path (``/evolink/callback``) with a 307 redirect, which EvoLink does not follow. Served on its own by
+        uvicorn, pass ``interface="asgi3"`` (uvicorn takes a bound method for an ASGI2 app)."""
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
@@ -171,6 +210,19 @@ class CallbackReceiver:
                 break
         status, answer = self.handle(bytes(body))
         await _asgi_json(send, status, answer)
+
+
+class _ASGIApp:
+    """The receiver as an ASGI 3 application object."""
+
+    def __init__(self, receiver: CallbackReceiver) -> None:
+        self.receiver = receiver
+
+    def __repr__(self) -> str:
+        return f"<evolink callback ASGI app of {self.receiver!r}>"
+
+    async def __call__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
+        await self.receiver._asgi(scope, receive, send)
 
 
 async def _asgi_json(send: ASGISend, status: int, answer: dict[str, str]) -> None:

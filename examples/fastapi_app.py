@@ -6,7 +6,7 @@
     curl -X POST https://your.host/generate -H 'content-type: application/json' -d '{"prompt": "a cat"}'
 
 One AsyncClient lives for the app's lifespan; the callback receiver (a plain ASGI app, no FastAPI import in
-the SDK) is mounted at /evolink/callback. Settings: EVOLINK_API_KEY, EVOLINK_BASE_URL, EVOLINK_CALLBACK_URL,
+the SDK) is routed at /evolink/callback. Settings: EVOLINK_API_KEY, EVOLINK_BASE_URL, EVOLINK_CALLBACK_URL,
 EVOLINK_ALLOW_LOCAL_CALLBACKS=1 (local testing only) — as in examples/aiohttp_app.py.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
+from starlette.routing import Route
 
 import evolink_async as evo
 
@@ -61,9 +62,17 @@ async def generate(body: GenerateIn) -> GenerateOut:
     return GenerateOut(task_id=task.id, urls=list(task.results))
 
 
-async def evolink_callback(scope: Any, receive: Any, send: Any) -> None:
-    # Resolved per request: the client exists only once the lifespan has started.
-    await app.state.evolink.callbacks.asgi_app(scope, receive, send)
+class EvolinkCallback:
+    """The receiver as a plain ASGI endpoint (it answers non-POST with 405 itself).
+
+    A route, not ``app.mount(...)``: a Mount answers ``POST /evolink/callback`` with a 307 redirect to
+    ``/evolink/callback/``, and EvoLink does not follow redirects, so every callback would be lost. An object,
+    not a function, so that Starlette hands it the raw ASGI call instead of a Request.
+    """
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Resolved per request: the client exists only once the lifespan has started.
+        await app.state.evolink.callbacks.asgi_app(scope, receive, send)
 
 
-app.mount("/evolink/callback", evolink_callback)
+app.router.routes.append(Route("/evolink/callback", EvolinkCallback()))

@@ -473,10 +473,14 @@ async def test_a_failing_input_iterable_delivers_the_outcomes_in_progress_then_r
         raise RuntimeError("prompt file unreadable")
 
     seen: list[evo.Outcome] = []
-    with pytest.raises(RuntimeError, match="prompt file unreadable"):
+
+    async def consume() -> None:
         async with client.generate_many(inputs(), max_in_flight=4) as run:
             async for outcome in run:
                 seen.append(outcome)
+
+    with pytest.raises(RuntimeError, match="prompt file unreadable"):
+        await consume()
     assert sorted(o.index for o in seen) == [0, 1]
     assert all(o.ok for o in seen)
     assert fake.stats.creates == 2
