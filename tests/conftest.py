@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import pytest
 
 import evolink_async as evo
@@ -53,3 +55,20 @@ def make_client() -> Callable[..., evo.AsyncClient]:
 async def client(fake: FakeEvolink) -> AsyncIterator[evo.AsyncClient]:
     async with _make_client(fake) as c:
         yield c
+
+
+async def until(predicate: Callable[[], bool], limit: float = 10.0) -> None:
+    """Yield until ``predicate()`` holds; the limit only guards against a hang."""
+    with anyio.fail_after(limit):
+        while True:
+            if predicate():
+                return
+            await anyio.sleep(0.01)
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

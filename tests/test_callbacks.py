@@ -28,7 +28,7 @@ import pytest
 import trustme
 import uvicorn
 from aiohttp import web
-from conftest import FAST_POLL, FAST_RETRY, UNPACED
+from conftest import FAST_POLL, FAST_RETRY, UNPACED, until
 
 import evolink_async as evo
 from evolink_async.testing import FakeEvolink, Fault, directive_plan
@@ -216,15 +216,6 @@ async def start(sim: FakeEvolink, tls: TLS) -> AsyncIterator[StartRig]:
 
 
 # -- small helpers ------------------------------------------------------------------------------------------
-
-
-async def until(predicate: Callable[[], bool], limit: float = 10.0) -> None:
-    """Yield until ``predicate()`` holds; the limit only guards against a hang."""
-    with anyio.fail_after(limit):
-        while True:
-            if predicate():
-                return
-            await anyio.sleep(0.01)
 
 
 @attrs.define

@@ -13,6 +13,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import pytest
+from conftest import until
 
 import evolink_async as evo
 from evolink_async.testing import FakeEvolink, Fault
@@ -40,15 +41,6 @@ DOC_ERROR_CODES = [
     ("resource_not_found", False),
     ("unknown_error", True),
 ]
-
-
-async def until(predicate: Callable[[], bool], limit: float = 10.0) -> None:
-    """Yield until ``predicate()`` holds; the limit only guards against a hang."""
-    with anyio.fail_after(limit):
-        while True:
-            if predicate():
-                return
-            await anyio.sleep(0.01)
 
 
 def only_task_id(fake: FakeEvolink) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import re
-import socket
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -17,7 +16,7 @@ from typing import Any
 import anyio
 import attrs
 import pytest
-from conftest import FAST_POLL, FAST_RETRY, UNPACED
+from conftest import FAST_POLL, FAST_RETRY, UNPACED, closed_port
 
 import evolink_async as evo
 from evolink_async._retry import backoff_delay, parse_retry_after
@@ -42,14 +41,6 @@ def _client(base_url: str, api_key: str, **kwargs: Any) -> evo.AsyncClient:
     options: dict[str, Any] = {"retry": FAST_RETRY, "poll": FAST_POLL, "limits": UNPACED}
     options.update(kwargs)
     return evo.AsyncClient(api_key, base_url=base_url, **options)
-
-
-def _closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # -- HTTP errors map to the error tree ------------------------------------------------------------------
@@ -490,7 +481,7 @@ async def test_invalid_idempotency_key_raises_validation_error_before_any_reques
 
 
 async def test_connection_refused_on_create_is_connection_error_not_submission_unknown() -> None:
-    async with _client(f"http://127.0.0.1:{_closed_port()}", "sk-evo-simulator-key") as client:
+    async with _client(f"http://127.0.0.1:{closed_port()}", "sk-evo-simulator-key") as client:
         with pytest.raises(evo.APIConnectionError) as info:
             await client.submit(QUICK)
     err = info.value
@@ -502,7 +493,7 @@ async def test_connection_refused_on_create_is_connection_error_not_submission_u
 
 async def test_connection_refused_on_read_is_connection_error_with_task_id() -> None:
     task_id = "task-unified-1757165031-abcdefgh"
-    async with _client(f"http://127.0.0.1:{_closed_port()}", "sk-evo-simulator-key") as client:
+    async with _client(f"http://127.0.0.1:{closed_port()}", "sk-evo-simulator-key") as client:
         with pytest.raises(evo.APIConnectionError) as info:
             await client.get_task(task_id)
     assert info.value.task_id == task_id

@@ -8,21 +8,13 @@ from collections.abc import Callable
 
 import anyio
 import pytest
+from conftest import until
 
 import evolink_async as evo
 from evolink_async._limits import RateLimiter
 from evolink_async.testing import FakeEvolink, Fault
 
 MakeClient = Callable[..., evo.AsyncClient]
-
-
-async def until(predicate: Callable[[], bool], limit: float = 10.0) -> None:
-    """Yield until ``predicate()`` holds; the limit only guards against a hang."""
-    with anyio.fail_after(limit):
-        while True:
-            if predicate():
-                return
-            await anyio.sleep(0.01)
 
 
 # -- in-flight cap ---------------------------------------------------------------------------------------

@@ -246,9 +246,7 @@ def test_any_json_value_parses_or_raises_evolink_error(data: Any) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(
-    task_info=st.fixed_dictionaries(
-        {}, optional={"can_cancel": _json, "estimated_time": _json, "x": _json}
-    ),
+    task_info=st.fixed_dictionaries({}, optional={"can_cancel": _json, "estimated_time": _json, "x": _json}),
     usage=st.fixed_dictionaries({}, optional={"credits_reserved": _json, "cost": _json, "billing_rule": _json}),
 )
 def test_missing_optional_fields_never_crash(task_info: dict[str, Any], usage: dict[str, Any]) -> None:

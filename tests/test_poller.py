@@ -9,7 +9,7 @@ from typing import Literal
 import anyio
 import attrs
 import pytest
-from conftest import FAST_POLL
+from conftest import FAST_POLL, until
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,15 +27,6 @@ UNKNOWN_ID = "task-unified-1-zzzzzzzz"
 
 def middle() -> float:
     return 0.5  # rng value that makes the jitter factor exactly 1
-
-
-async def until(predicate: Callable[[], bool], limit: float = 10.0) -> None:
-    """Yield until ``predicate()`` holds; the limit only guards against a hang."""
-    with anyio.fail_after(limit):
-        while True:
-            if predicate():
-                return
-            await anyio.sleep(0.01)
 
 
 async def generate_all(client: evo.AsyncClient, prompts: list[str]) -> list[evo.Task]:

@@ -6,14 +6,13 @@ Every test uses a distinctive key, so a leak anywhere is a plain substring match
 from __future__ import annotations
 
 import logging
-import socket
 import traceback
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import attrs
 import pytest
-from conftest import FAST_POLL, FAST_RETRY, UNPACED
+from conftest import FAST_POLL, FAST_RETRY, UNPACED, closed_port
 
 import evolink_async as evo
 from evolink_async.testing import FakeEvolink, Fault, directive_plan
@@ -33,13 +32,6 @@ def _client(base_url: str, api_key: str | None = SECRET, **kwargs: Any) -> evo.A
     options: dict[str, Any] = {"retry": FAST_RETRY, "poll": FAST_POLL, "limits": UNPACED}
     options.update(kwargs)
     return evo.AsyncClient(api_key, base_url=base_url, **options)
-
-
-def _closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _renderings(err: BaseException) -> list[str]:
@@ -108,7 +100,7 @@ async def _collect_errors(sim: FakeEvolink) -> list[evo.EvolinkError]:
         sim.credits = 0
         await expect(evo.InsufficientCreditsError, lambda: client.submit("another cat"))
     await expect(evo.ClientStateError, lambda: client.credits())
-    async with _client(f"http://127.0.0.1:{_closed_port()}") as refused:
+    async with _client(f"http://127.0.0.1:{closed_port()}") as refused:
         await expect(evo.APIConnectionError, lambda: refused.credits())
     return collected
 
