@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import inspect
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 import pytest
+import trustme
 
 import evolink_async as evo
 from evolink_async.testing import FakeEvolink
@@ -72,3 +76,28 @@ def closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+@attrs.frozen
+class TLS:
+    server: ssl.SSLContext  # the receiver's certificate (127.0.0.1 and localhost)
+    client: ssl.SSLContext  # trusts the test CA: for the simulator's deliveries and the test's own posts
+    cert_file: Path
+    key_file: Path
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TLS:
+    """A test CA's certificate for 127.0.0.1 (real HTTPS on loopback), and a context that trusts it."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    where = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = where / "cert.pem", where / "key.pem"
+    for blob in cert.cert_chain_pems:
+        blob.write_to_path(cert_file, append=True)
+    cert.private_key_pem.write_to_path(key_file)
+    return TLS(server, client, cert_file, key_file)

@@ -13,22 +13,19 @@ import itertools
 import json
 import logging
 import socket
-import ssl
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
 import anyio
 import attrs
 import pytest
-import trustme
 import uvicorn
 from aiohttp import web
-from conftest import FAST_POLL, FAST_RETRY, UNPACED, until
+from conftest import FAST_POLL, FAST_RETRY, TLS, UNPACED, until
 
 import evolink_async as evo
 from evolink_async.testing import FakeEvolink, Fault, directive_plan
@@ -51,30 +48,6 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 
 
 # -- TLS, the receiver's server, and the test's own HTTPS session ----------------------------------------------
-
-
-@attrs.frozen
-class TLS:
-    server: ssl.SSLContext  # the receiver's certificate (127.0.0.1 and localhost)
-    client: ssl.SSLContext  # trusts the test CA: for the simulator's deliveries and the test's own posts
-    cert_file: Path
-    key_file: Path
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TLS:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server)
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    where = tmp_path_factory.mktemp("tls")
-    cert_file, key_file = where / "cert.pem", where / "key.pem"
-    for blob in cert.cert_chain_pems:
-        blob.write_to_path(cert_file, append=True)
-    cert.private_key_pem.write_to_path(key_file)
-    return TLS(server, client, cert_file, key_file)
 
 
 @pytest.fixture

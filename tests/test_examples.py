@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import socket
-import ssl
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import anyio
 import anyio.abc
 import attrs
 import pytest
-import trustme
+from conftest import TLS
 
 from evolink_async.testing import FakeEvolink
 
@@ -26,27 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "a cat [duration:0.3]"
 # How a process stopped by SIGTERM / SIGINT may exit: cleanly, or with the usual signal codes.
 STOPPED = {0, -signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGINT}
-
-
-@attrs.frozen
-class TLS:
-    client: ssl.SSLContext  # trusts the test CA
-    cert_file: Path
-    key_file: Path
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TLS:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    where = tmp_path_factory.mktemp("tls")
-    cert_file, key_file = where / "cert.pem", where / "key.pem"
-    for blob in cert.cert_chain_pems:
-        blob.write_to_path(cert_file, append=True)
-    cert.private_key_pem.write_to_path(key_file)
-    return TLS(client, cert_file, key_file)
 
 
 @pytest.fixture
