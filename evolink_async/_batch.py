@@ -7,6 +7,7 @@ one :class:`Outcome` — a completed task, or the exception that stopped it; one
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -139,7 +140,7 @@ class BatchRun:
             raise errors.ValidationError("requests", "must be an iterable of prompts, not a single string")
         self._client = client
         self._inputs = inputs
-        self._slots = anyio.CapacityLimiter(max_in_flight or client.limits.max_in_flight)
+        self._pool_size = max_in_flight or client.limits.max_in_flight
         self.budget = budget
         self._price: float | None = cost_per_task
         self._price_known = anyio.Event()
@@ -170,7 +171,7 @@ class BatchRun:
             await self._journal.open()
         # A small buffer: workers hold their slot until their outcome is taken, so a slow consumer
         # slows submission instead of piling up outcomes in memory.
-        self._send, self._receive = anyio.create_memory_object_stream[Outcome](self._slots.total_tokens)
+        self._send, self._receive = anyio.create_memory_object_stream[Outcome](self._pool_size)
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._produce, self._send)
@@ -212,67 +213,75 @@ class BatchRun:
     # -- the work ------------------------------------------------------------------------------------
 
     async def _produce(self, send: MemoryObjectSendStream[Outcome]) -> None:
+        # A fixed pool of max_in_flight workers, each pulling its next input only when idle: memory stays flat
+        # however long the input, and nothing is paid per input for a task, a token or a stream clone.
         items = _iterate(self._inputs)
+        pull = anyio.Lock()  # an async generator must not be advanced by two workers at once
+        counter = itertools.count()
+
+        async def next_input() -> tuple[int, Any] | None:
+            async with pull:
+                if self._input_error is not None:
+                    return None
+                try:
+                    item = await items.__anext__()
+                except StopAsyncIteration:
+                    return None
+                except Exception as exc:
+                    # The caller's iterable failed: stop pulling, let the inputs in progress finish and
+                    # deliver their outcomes, then raise it from the block (see __aexit__).
+                    self._input_error = exc
+                    return None
+            self.stats.started += 1
+            return next(counter), item
+
+        async def worker(out: MemoryObjectSendStream[Outcome]) -> None:
+            async with out:
+                while (pulled := await next_input()) is not None:
+                    if not await self._work(*pulled, out):
+                        return
+
         try:
             async with send, anyio.create_task_group() as workers:
-                index = 0
-                while True:
-                    token = object()
-                    # Pull the next input only when a slot is free: memory stays flat however long the input.
-                    await self._slots.acquire_on_behalf_of(token)
-                    try:
-                        item = await items.__anext__()
-                    except StopAsyncIteration:
-                        self._slots.release_on_behalf_of(token)
-                        break
-                    except Exception as exc:
-                        # The caller's iterable failed: stop pulling, let the inputs in progress finish and
-                        # deliver their outcomes, then raise it from the block (see __aexit__).
-                        self._slots.release_on_behalf_of(token)
-                        self._input_error = exc
-                        break
-                    self.stats.started += 1
-                    workers.start_soon(self._work, index, item, token, send.clone())
-                    index += 1
+                for _ in range(self._pool_size):
+                    workers.start_soon(worker, send.clone())
         finally:
             with anyio.CancelScope(shield=True):
                 await items.aclose()
 
-    async def _work(self, index: int, item: Any, token: object, send: MemoryObjectSendStream[Outcome]) -> None:
-        async with send:
-            try:
-                outcome = await self._process(index, item)
-            except errors.JournalError as exc:
-                # A journal of another batch: stop the whole run and say so (raised by __aexit__).
-                if self._fatal is None:
-                    self._fatal = exc
-                if self._task_group is not None:
-                    self._task_group.cancel_scope.cancel()
-                self._slots.release_on_behalf_of(token)
-                return
-            except Exception as exc:  # one input's failure never cancels the rest, and is never lost
-                log.debug("batch input %d failed: %s", index, exc)
-                outcome = Outcome(index=index, input=item, error=exc)
-            try:
-                if outcome.error is None:
-                    self.stats.completed += 1
-                elif outcome.task is None and isinstance(outcome.error, errors.BudgetExceededError):
-                    self.stats.not_submitted += 1
-                else:
-                    self.stats.failed += 1
-                await send.send(outcome)
-            except anyio.BrokenResourceError:
-                log.debug("batch consumer left; outcome of input %d not delivered", index)
-            finally:
-                self._slots.release_on_behalf_of(token)
+    async def _work(self, index: int, item: Any, send: MemoryObjectSendStream[Outcome]) -> bool:
+        """Run one input to its outcome and hand it over; False when the whole run must stop."""
+        try:
+            outcome = await self._process(index, item)
+        except errors.JournalError as exc:
+            # A journal of another batch: stop the whole run and say so (raised by __aexit__).
+            if self._fatal is None:
+                self._fatal = exc
+            if self._task_group is not None:
+                self._task_group.cancel_scope.cancel()
+            return False
+        except Exception as exc:  # one input's failure never cancels the rest, and is never lost
+            log.debug("batch input %d failed: %s", index, exc)
+            outcome = Outcome(index=index, input=item, error=exc)
+        if outcome.error is None:
+            self.stats.completed += 1
+        elif outcome.task is None and isinstance(outcome.error, errors.BudgetExceededError):
+            self.stats.not_submitted += 1
+        else:
+            self.stats.failed += 1
+        try:
+            await send.send(outcome)
+        except anyio.BrokenResourceError:
+            log.debug("batch consumer left; outcome of input %d not delivered", index)
+        return True
 
     async def _process(self, index: int, item: Any) -> Outcome:
         try:
             request = _to_request(item, self._fields)
         except errors.ValidationError as exc:
             return Outcome(index=index, input=item, error=exc)
-        fp = fingerprint(request_to_wire(request))
         journal = self._journal
+        fp = fingerprint(request_to_wire(request)) if journal is not None else ""
         key: str | None = None
         task_id: str | None = None
         if journal is not None:

@@ -68,9 +68,11 @@ def _with_extra(cls: type[T]) -> Callable[[Any, type], T]:
     def hook(value: Any, _: type) -> T:
         if not isinstance(value, Mapping):
             raise TypeError(f"{cls.__name__} must be an object, got {type(value).__name__}")
+        if value.keys() <= known:  # the usual case: nothing to keep aside
+            return inner(value, cls)
         obj = inner({k: v for k, v in value.items() if k in known}, cls)
         extra = {k: v for k, v in value.items() if k not in known}
-        return attrs.evolve(obj, extra=extra) if extra else obj  # type: ignore[misc]
+        return attrs.evolve(obj, extra=extra)  # type: ignore[misc]
 
     return hook
 

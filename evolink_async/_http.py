@@ -141,9 +141,8 @@ class HTTPClient:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.base_url = base_url
-        parts = urlsplit(base_url)
-        self._origin = (parts.scheme, parts.hostname, parts.port)
-        self._api_key = api_key
+        self._authorization = f"Bearer {api_key}"
+        self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self.timeouts = timeouts
         self.retry = retry
         self.limiter = limiter
@@ -169,13 +168,6 @@ class HTTPClient:
             await self._session.close()
         self._session = None
 
-    def _auth_headers(self, url: str) -> dict[str, str]:
-        parts = urlsplit(url)
-        # Belt and braces: the key goes to the API's own origin and nowhere else.
-        if (parts.scheme, parts.hostname, parts.port) != self._origin:
-            raise errors.ConfigurationError(f"refusing to send the API key to {parts.hostname}")
-        return {"Authorization": f"Bearer {self._api_key}"}
-
     async def request(
         self,
         method: str,
@@ -192,16 +184,21 @@ class HTTPClient:
         With ``idempotency_key`` the request is a paid create: it is retried only with that key, and
         if its outcome stays unknown, :class:`SubmissionUnknownError` carries the key.
         """
+        if not path.startswith("/") or path.startswith("//"):
+            # Only a path joins the base URL, so the key goes to the API's own origin and nowhere else.
+            raise errors.ConfigurationError(f"refusing to send the API key with path {path[:50]!r}")
         url = self.base_url + path
-        headers = self._auth_headers(url)
+        headers = {"Authorization": self._authorization}
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
         if json_body is not None:
             headers["Content-Type"] = "application/json"
         data = json.dumps(json_body, separators=(",", ":")).encode() if json_body is not None else None
-        client_timeout = aiohttp.ClientTimeout(
-            total=timeout if timeout is not None else self.timeouts.request, connect=self.timeouts.connect
-        )
+        total = timeout if timeout is not None else self.timeouts.request
+        client_timeout = self._client_timeouts.get(total)
+        if client_timeout is None:
+            client_timeout = aiohttp.ClientTimeout(total=total, connect=self.timeouts.connect)
+            self._client_timeouts[total] = client_timeout
         attempts = max_attempts if max_attempts is not None else self.retry.max_attempts
         maybe_sent = False
         attempt = 0

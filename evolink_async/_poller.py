@@ -50,7 +50,8 @@ def next_delay(
     - past the estimate with nothing to go on: back off in proportion to the time already spent.
     Clamped to [min_interval, max_interval] and jittered so tasks submitted together spread out.
     """
-    estimate = estimated if estimated is not None and estimated > 0 else policy.default_estimate
+    # 0 is a real estimate ("about instant"): the first read then comes at min_interval.
+    estimate = estimated if estimated is not None and estimated >= 0 else policy.default_estimate
     if progress is not None and 0 < progress < 100 and elapsed > 0:
         total = elapsed * 100.0 / progress
         delay = total - elapsed + policy.finish_margin * total
@@ -149,6 +150,7 @@ class Poller:
         self._wake = anyio.Event()
         self._reads = anyio.CapacityLimiter(policy.max_concurrent_reads)
         self._last_batch = float("-inf")
+        self._sleep_until = float("-inf")  # when the sleeping loop wakes by itself (inf: only when woken)
         self._backlog = False
         self._callback_miss_reported = False
         #: None until detected; then whether POST /v1/tasks/batch works on this server.
@@ -246,7 +248,8 @@ class Poller:
     def _schedule(self, w: Watch, due: float) -> None:
         w.due = due
         heapq.heappush(self._heap, (due, next(self._seq), w))
-        self._wake.set()
+        if due < self._sleep_until:  # else the loop wakes in time anyway: no wake-up per task
+            self._wake.set()
 
     def _live(self, entry: tuple[float, int, Watch]) -> bool:
         due, _, w = entry
@@ -287,8 +290,10 @@ class Poller:
                     # was full: then more are already due and waiting would only add lag).
                     due_at = max(due_at, self._last_batch + self.policy.batch_interval)
                 if due_at is None or due_at > now:
+                    self._sleep_until = float("inf") if due_at is None else due_at
                     with anyio.move_on_after(None if due_at is None else due_at - now):
                         await self._wake.wait()
+                    self._sleep_until = float("-inf")
                     continue
                 if use_batch:
                     # A batch read costs one request however many ids it carries, so fill it with

@@ -68,10 +68,16 @@ def test_next_delay_after_the_first_check_aims_just_past_the_estimate() -> None:
     assert delay == pytest.approx(10.0 + 0.03 * 40.0)
 
 
-@pytest.mark.parametrize("estimated", [None, 0.0, -3.0])
+@pytest.mark.parametrize("estimated", [None, -3.0])
 def test_next_delay_without_a_usable_estimate_uses_the_default_estimate(estimated: float | None) -> None:
     delay = next_delay(POLICY, elapsed=0.0, estimated=estimated, progress=None, rng=middle)
     assert delay == pytest.approx(POLICY.default_estimate * POLICY.first_check)
+
+
+def test_next_delay_with_an_estimate_of_zero_reads_at_the_minimum_interval() -> None:
+    # estimated_time 0 means "about instant": the first read comes as soon as the floor allows.
+    delay = next_delay(POLICY, elapsed=0.0, estimated=0.0, progress=None, rng=middle)
+    assert delay == pytest.approx(POLICY.min_interval)
 
 
 def test_next_delay_overdue_backoff_grows_with_elapsed_time() -> None:
