@@ -25,6 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import errors
 from ._converter import request_to_wire, structure_task, task_to_wire
 from ._journal import Journal, fingerprint
+from ._requests import Slot, build_request, new_idempotency_key
 from .models import ImageRequest, Task, TaskStatus
 
 if TYPE_CHECKING:
@@ -86,19 +87,19 @@ class BatchStats:
 
 
 def _to_request(item: Any, fields: Mapping[str, Any]) -> ImageRequest:
-    from ._client import _build_request
-
     if isinstance(item, Mapping):
         data = dict(item)
         prompt = data.pop("prompt", None)
         if not isinstance(prompt, str):
             raise errors.ValidationError("prompt", "each mapping input needs a string 'prompt'")
-        return _build_request(prompt, {**fields, **data})
+        return build_request(prompt, {**fields, **data})
+    if isinstance(item, str) and not fields:
+        return ImageRequest(item)  # the common case, without the keyword plumbing
     if isinstance(item, ImageRequest):
         # The input's own values win over batch-wide ones, as for mappings: fill only what it left unset.
         unset = {k: v for k, v in fields.items() if not getattr(item, k, None)}
-        return _build_request(item, unset)
-    return _build_request(item, dict(fields))
+        return build_request(item, unset)
+    return build_request(item, dict(fields))
 
 
 async def _iterate(inputs: Iterable[Any] | AsyncIterable[Any]) -> AsyncGenerator[Any, None]:
@@ -216,22 +217,33 @@ class BatchRun:
         # A fixed pool of max_in_flight workers, each pulling its next input only when idle: memory stays flat
         # however long the input, and nothing is paid per input for a task, a token or a stream clone.
         items = _iterate(self._inputs)
-        pull = anyio.Lock()  # an async generator must not be advanced by two workers at once
+        # An async iterable must not be advanced by two workers at once; a plain one is advanced without any
+        # await, so it needs no lock.
+        pull = anyio.Lock() if isinstance(self._inputs, AsyncIterable) else None
+        sync_items = None if pull is not None else iter(self._inputs)  # type: ignore[arg-type]
         counter = itertools.count()
 
-        async def next_input() -> tuple[int, Any] | None:
+        async def advance() -> Any:
+            if sync_items is not None:
+                for item in sync_items:
+                    return item
+                raise StopAsyncIteration
+            assert pull is not None
             async with pull:
-                if self._input_error is not None:
-                    return None
-                try:
-                    item = await items.__anext__()
-                except StopAsyncIteration:
-                    return None
-                except Exception as exc:
-                    # The caller's iterable failed: stop pulling, let the inputs in progress finish and
-                    # deliver their outcomes, then raise it from the block (see __aexit__).
-                    self._input_error = exc
-                    return None
+                return await items.__anext__()
+
+        async def next_input() -> tuple[int, Any] | None:
+            if self._input_error is not None:
+                return None
+            try:
+                item = await advance()
+            except StopAsyncIteration:
+                return None
+            except Exception as exc:
+                # The caller's iterable failed: stop pulling, let the inputs in progress finish and
+                # deliver their outcomes, then raise it from the block (see __aexit__).
+                self._input_error = exc
+                return None
             self.stats.started += 1
             return next(counter), item
 
@@ -270,7 +282,10 @@ class BatchRun:
         else:
             self.stats.failed += 1
         try:
-            await send.send(outcome)
+            try:
+                send.send_nowait(outcome)  # room in the buffer: no event-loop round trip
+            except anyio.WouldBlock:
+                await send.send(outcome)
         except anyio.BrokenResourceError:
             log.debug("batch consumer left; outcome of input %d not delivered", index)
         return True
@@ -295,8 +310,6 @@ class BatchRun:
                 key, task_id = entry.idempotency_key, entry.task_id
                 if entry.state in ("completed", "failed") and entry.task_json is not None:
                     return await self._resume_final(index, item, request, entry.task_json, entry.files, entry.credits)
-        from ._client import _Slot, new_idempotency_key
-
         estimate = 0.0
         if task_id is None and key is not None:
             # Planned in an earlier run: its create may have reached EvoLink, so it is resubmitted with its
@@ -327,7 +340,7 @@ class BatchRun:
             self.stats.resumed += 1
         self.stats.in_flight += 1
         try:
-            async with _Slot(self._client._in_flight):
+            async with Slot(self._client._in_flight):
                 known: Task | None = None
                 submitted_at: float | None = None
                 if task_id is None:

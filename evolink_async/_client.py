@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
-import re
 import time
 import types
-import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
@@ -17,7 +16,6 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import anyio
-import attrs
 
 from . import errors
 from ._batch import BatchInput, BatchRun, Outcome
@@ -27,6 +25,7 @@ from ._download import Downloader
 from ._http import HTTPClient
 from ._limits import RateLimiter
 from ._poller import Poller
+from ._requests import Slot, build_request, check_idempotency_key, new_idempotency_key
 from ._webhooks import CallbackReceiver
 from .models import Credits, ImageRequest, Task, TaskStatus
 
@@ -36,19 +35,6 @@ log = logging.getLogger("evolink_async")
 
 #: ``on_update`` callbacks get each new state of the task; they may be plain or async functions.
 OnUpdate = Callable[[Task], "Awaitable[None] | None"]
-
-_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._-]{16,96}")
-
-
-def new_idempotency_key() -> str:
-    """A fresh Idempotency-Key (what every create gets unless the caller gives one)."""
-    return f"evo-{uuid.uuid4().hex}"
-
-
-def _check_idempotency_key(key: str) -> str:
-    if not isinstance(key, str) or not _IDEMPOTENCY_KEY.fullmatch(key):
-        raise errors.ValidationError("idempotency_key", "must be 16-96 characters of A-Z a-z 0-9 . _ -")
-    return key
 
 
 def _task_id_of(task: Task | str) -> str:
@@ -230,8 +216,8 @@ class AsyncClient:
         The create always carries an Idempotency-Key (yours or a fresh one) and is retried only with it.
         On an unknown outcome :class:`SubmissionUnknownError` gives the key to resubmit with.
         """
-        req = _build_request(request, fields)
-        key = _check_idempotency_key(idempotency_key) if idempotency_key is not None else new_idempotency_key()
+        req = build_request(request, fields)
+        key = check_idempotency_key(idempotency_key) if idempotency_key is not None else new_idempotency_key()
         self._check_open()
         body = request_to_wire(req)
         # The client's callback URL was checked when the client was made (it may be a local test URL).
@@ -315,7 +301,7 @@ class AsyncClient:
             raise
         w.announced = w.announced or announced
         try:
-            with anyio.move_on_after(timeout) as scope:
+            with anyio.move_on_after(timeout) if timeout is not None else _NO_SCOPE as scope:
                 seen: tuple[str, int | None] | None = None
                 while True:
                     current = w.task
@@ -330,10 +316,9 @@ class AsyncClient:
                         raise w.error
                     if current is not None and current.is_final:
                         break
-                    changed = w.changed
                     if w.task is current and w.error is None:
-                        await changed.wait()
-            if scope.cancelled_caught:
+                        await w.changed().wait()
+            if scope is not None and scope.cancelled_caught:
                 raise errors.WaitTimeoutError(task_id, timeout or 0.0, w.task)
         except BaseException as exc:
             _add_task_note(exc, task_id)
@@ -364,11 +349,11 @@ class AsyncClient:
         most that many of this client's tasks run at once. ``timeout`` bounds the wait (not the queue
         for a slot). Errors raised after submit carry the task id.
         """
-        req = _build_request(request, fields)
+        req = build_request(request, fields)
         if timeout is not None and not timeout > 0:
             raise errors.ValidationError("timeout", f"must be > 0 seconds or None, got {timeout!r}")
         self._check_open(needs_poller=True)
-        async with _Slot(self._in_flight):
+        async with Slot(self._in_flight):
             task = await self.submit(req, idempotency_key=idempotency_key)
             return await self._wait(task.id, task, time.monotonic(), timeout, on_update, True)
 
@@ -439,6 +424,8 @@ class AsyncClient:
 
 
 _MAX_CALLBACK_IDS = 100_000
+# wait() without a timeout needs no cancel scope (one per wait adds up over a large batch).
+_NO_SCOPE: contextlib.nullcontext[None] = contextlib.nullcontext()
 _MAX_CALLBACK_URL = 2048
 
 
@@ -458,36 +445,3 @@ def _check_client_callback_url(url: str | None, allow_local: bool) -> str | None
                 f"callback_url {exc.message}" + ("" if allow_local else " (allow_local_callback_url=True for tests)")
             ) from None
     return url
-
-
-class _Slot:
-    """One in-flight slot, borrowed on behalf of a unique token (a task may hold several)."""
-
-    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
-        self._limiter = limiter
-        self._token = object()
-
-    async def __aenter__(self) -> None:
-        await self._limiter.acquire_on_behalf_of(self._token)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._limiter.release_on_behalf_of(self._token)
-
-
-_REQUEST_FIELDS = frozenset(f.name for f in attrs.fields(ImageRequest))
-
-
-def _build_request(request: ImageRequest | str, fields: dict[str, Any]) -> ImageRequest:
-    """An ImageRequest from a prompt or request plus keyword fields; unknown keywords become ``extra``."""
-    if not isinstance(request, (ImageRequest, str)):
-        raise errors.ValidationError(
-            "request", f"must be a prompt string or an ImageRequest, got {type(request).__name__}"
-        )
-    base = {k: v for k, v in fields.items() if k in _REQUEST_FIELDS}
-    unknown = {k: v for k, v in fields.items() if k not in _REQUEST_FIELDS}
-    if unknown:
-        previous = base.get("extra", request.extra if isinstance(request, ImageRequest) else {})
-        base["extra"] = {**dict(previous or {}), **unknown}
-    if isinstance(request, ImageRequest):
-        return attrs.evolve(request, **base) if base else request
-    return ImageRequest(request, **base)

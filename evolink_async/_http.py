@@ -301,4 +301,4 @@ class HTTPClient:
                 task_id=task_id,
             )
             return _Failure(malformed, sent=True)
-        return Response(data=payload, status=status, request_id=request_id, headers=dict(resp_headers))
+        return Response(data=payload, status=status, request_id=request_id, headers=resp_headers)

@@ -34,6 +34,8 @@ class RateLimiter:
 
     async def acquire(self) -> None:
         """Wait for this request's turn."""
+        if self.rate is None and not self._lock.locked() and self._paused_until <= time.monotonic():
+            return  # unpaced and not paused: no queue to join (and no event-loop round trip per request)
         self.waiting += 1
         try:
             # The lock makes waiters queue in order; sleeping while holding it is the point.

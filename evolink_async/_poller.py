@@ -67,6 +67,23 @@ def next_delay(
     return delay * (1.0 + policy.jitter * (2.0 * rng() - 1.0))
 
 
+_event_type: type[anyio.Event] | None = None
+
+
+def _new_event() -> anyio.Event:
+    """``anyio.Event()`` without looking the backend up each time (a measurable cost per task in big batches).
+
+    The first event made under a running loop tells the backend's class; later ones are made from it.
+    """
+    global _event_type
+    if _event_type is not None:
+        return _event_type()
+    event = anyio.Event()
+    if type(event).__module__.startswith("anyio._backends."):  # a backend's own class, not the no-loop adapter
+        _event_type = type(event)
+    return event
+
+
 def safety_net_delay(
     policy: PollPolicy, *, elapsed: float, estimated: float | None, rng: Callable[[], float] = random.random
 ) -> float:
@@ -107,7 +124,15 @@ class Watch:
     #: A callback named this task (true or not): the poller finding it final is then no sign of a lost receiver.
     announced: bool = False
     confirmed_at: float = float("-inf")
-    changed: anyio.Event = attrs.field(factory=anyio.Event)
+    #: Set (and dropped) on every change; made only when someone sleeps on it, since most reads find
+    #: nobody asleep yet and an Event per read is a measurable cost in large batches.
+    _changed: anyio.Event | None = None
+
+    def changed(self) -> anyio.Event:
+        """The event the next change sets."""
+        if self._changed is None:
+            self._changed = _new_event()
+        return self._changed
 
     @property
     def done(self) -> bool:
@@ -126,8 +151,9 @@ class Watch:
             self._wake()
 
     def _wake(self) -> None:
-        event, self.changed = self.changed, anyio.Event()
-        event.set()
+        event, self._changed = self._changed, None
+        if event is not None:
+            event.set()
 
 
 class Poller:
@@ -152,6 +178,7 @@ class Poller:
         self._last_batch = float("-inf")
         self._sleep_until = float("-inf")  # when the sleeping loop wakes by itself (inf: only when woken)
         self._backlog = False
+        self._batches_reading = 0
         self._callback_miss_reported = False
         #: None until detected; then whether POST /v1/tasks/batch works on this server.
         self.batch_supported: bool | None = policy.batch
@@ -188,10 +215,14 @@ class Poller:
             if task is None:
                 self._schedule(w, now)  # nothing known about it: read it now
             elif not task.is_final:
-                estimate = task.estimated_time or self.policy.default_estimate
+                estimate = task.estimated_time
+                if estimate is None or estimate < 0:
+                    estimate = self.policy.default_estimate
+                # Read at once a task object from long ago (it says little about now), and a task the
+                # server expects to finish at once (estimated_time 0); later reads keep min_interval.
+                at_once = estimate == 0 and not callback
                 stale = submitted_at is None and now - w.started >= estimate
-                # A task object from long ago says little about now: read it at once.
-                self._schedule(w, now if stale else now + self._delay(w, now))
+                self._schedule(w, now if stale or at_once else now + self._delay(w, now))
         elif task is not None and w.task is None:
             w.update(task)
         w.refs += 1
@@ -285,9 +316,9 @@ class Poller:
                 due_at = self._next_due()
                 now = self._clock()
                 use_batch = self.batch_supported is not False
-                if due_at is not None and use_batch and not self._backlog:
-                    # Let a few more tasks fall due so one request reads many (unless the last batch
-                    # was full: then more are already due and waiting would only add lag).
+                if due_at is not None and use_batch and not self._backlog and self._batches_reading:
+                    # A batch read is under way: let more tasks fall due meanwhile so that the next request
+                    # reads many (group commit). With none under way, or after a full batch, read at once.
                     due_at = max(due_at, self._last_batch + self.policy.batch_interval)
                 if due_at is None or due_at > now:
                     self._sleep_until = float("inf") if due_at is None else due_at
@@ -308,6 +339,14 @@ class Poller:
                         tg.start_soon(self._refresh_one, w)
 
     async def _refresh_batch(self, batch: list[Watch]) -> None:
+        self._batches_reading += 1
+        try:
+            await self._read_batch(batch)
+        finally:
+            self._batches_reading -= 1
+            self._wake.set()  # tasks held back while it read may be due now
+
+    async def _read_batch(self, batch: list[Watch]) -> None:
         async with self._reads:
             try:
                 self.requests += 1
