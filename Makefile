@@ -31,6 +31,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/polling.py
+	$(BIN)/python benchmarks/batch.py
+	$(BIN)/python benchmarks/callbacks.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
