@@ -1,4 +1,4 @@
-"""AsyncClient: lifecycle, submit / get_task / wait / generate / credits."""
+"""AsyncClient: lifecycle, submit / get_task / wait / generate / credits, downloads, batches, callbacks."""
 
 from __future__ import annotations
 
