@@ -25,7 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import errors
 from ._converter import request_to_wire, structure_task, task_to_wire
 from ._journal import Journal, fingerprint
-from ._requests import Slot, build_request, new_idempotency_key
+from ._requests import Slot, build_request, check_field_names, new_idempotency_key
 from .models import ImageRequest, Task, TaskStatus
 
 if TYPE_CHECKING:
@@ -44,7 +44,8 @@ class Outcome:
     """What became of one input: ``task`` when it completed, ``error`` when it did not (never both lost).
 
     A completed task whose download failed has both ``task`` and ``error`` (a DownloadError). ``resumed``
-    means a journal said so and nothing was sent again.
+    means a journal knew this input from an earlier run: its outcome was read back, its task awaited by id,
+    or its create resent with the saved key (which EvoLink answers with the original task).
     """
 
     index: int
@@ -92,7 +93,8 @@ def _to_request(item: Any, fields: Mapping[str, Any]) -> ImageRequest:
         prompt = data.pop("prompt", None)
         if not isinstance(prompt, str):
             raise errors.ValidationError("prompt", "each mapping input needs a string 'prompt'")
-        return build_request(prompt, {**fields, **data})
+        # A mapping is a JSON object of request fields (a batch file's line): unknown keys are body fields.
+        return build_request(prompt, {**fields, **data}, strict=False)
     if isinstance(item, str) and not fields:
         return ImageRequest(item)  # the common case, without the keyword plumbing
     if isinstance(item, ImageRequest):
@@ -137,6 +139,7 @@ class BatchRun:
             raise errors.ValidationError("budget", f"must be >= 0 credits, got {budget!r}")
         if timeout is not None and not timeout > 0:
             raise errors.ValidationError("timeout", f"must be > 0 seconds or None, got {timeout!r}")
+        check_field_names(fields)
         if isinstance(inputs, (str, bytes)):
             raise errors.ValidationError("requests", "must be an iterable of prompts, not a single string")
         self._client = client
@@ -311,12 +314,14 @@ class BatchRun:
                 if entry.state in ("completed", "failed") and entry.task_json is not None:
                     return await self._resume_final(index, item, request, entry.task_json, entry.files, entry.credits)
         estimate = 0.0
+        resumed = False
         if task_id is None and key is not None:
             # Planned in an earlier run: its create may have reached EvoLink, so it is resubmitted with its
             # key whatever the budget (a replay costs nothing again; losing a paid task would be worse).
             estimate = self._price or 0.0
             self.stats.committed_credits += estimate
             self.stats.resumed += 1
+            resumed = True
         elif task_id is None:
             estimate = await self._reserve_budget(request)
             if estimate < 0:
@@ -337,7 +342,8 @@ class BatchRun:
                     # Committed before the create is sent: a crash from here on is resumed with this key.
                     await journal.plan(index, fp, key)
         else:
-            self.stats.resumed += 1
+            self.stats.resumed += 1  # awaited by the task id the journal kept: nothing is sent again
+            resumed = True
         self.stats.in_flight += 1
         try:
             async with Slot(self._client._in_flight):
@@ -369,10 +375,12 @@ class BatchRun:
             if journal is not None:
                 await journal.finished(index, state="failed", task_json=task_to_wire(final), credits=0.0)
             failure = errors.TaskCancelledError if final.status is TaskStatus.CANCELLED else errors.TaskFailedError
-            return Outcome(index=index, input=item, request=request, task=final, error=failure(final))
+            return Outcome(
+                index=index, input=item, request=request, task=final, error=failure(final), resumed=resumed
+            )
         charged = _charged(final, estimate)
         self._settle(estimate, charged)
-        return await self._finish_completed(index, item, request, final, charged, resumed=False)
+        return await self._finish_completed(index, item, request, final, charged, resumed=resumed)
 
     async def _finish_completed(
         self, index: int, item: Any, request: ImageRequest, task: Task, credits: float, *, resumed: bool
@@ -382,7 +390,7 @@ class BatchRun:
         if self._download_to is not None:
             try:
                 files = tuple(await self._client.download(task, self._download_to))
-            except errors.DownloadError as exc:
+            except Exception as exc:  # DownloadError, or anything else: the completed, paid task is kept
                 error = exc  # the task stays in the outcome: its URLs are valid for 24 h
         if self._journal is not None:
             await self._journal.finished(

@@ -109,10 +109,10 @@ def _task_line(task: Task) -> str:
 
 
 async def cmd_generate(args: argparse.Namespace) -> int:
-    from rich.markup import escape
-
     out = _console()
     err = _console(stderr=True)
+    from rich.markup import escape  # after _console(): without the cli extra, that says what to install
+
     request = ImageRequest(args.prompt, **_request_fields(args))
     async with _client(args) as client:
         with err.status("generating…") as status:
@@ -120,8 +120,12 @@ async def cmd_generate(args: argparse.Namespace) -> int:
             def show(task: Task) -> None:
                 status.update(f"generating… {escape(_task_line(task))}")
 
-            task = await client.generate(request, on_update=show, timeout=args.timeout)
+            created = await client.submit(request)
+            # Remembered so that an interrupt or an error can still name the task the user paid for.
+            _RUNNING["task_id"] = created.id
+            task = await client.wait(created, on_update=show, timeout=args.timeout)
         files = await client.download(task, args.out) if args.out else []
+        _RUNNING.pop("task_id", None)
     if args.json:
         out.print_json(data={"task": task_to_wire(task), "files": [str(f) for f in files]})
     else:
@@ -211,6 +215,7 @@ async def run_batch(
         MofNCompleteColumn(),
         TextColumn(
             "[green]{task.fields[ok]} done[/] [red]{task.fields[failed]} failed[/] {task.fields[flight]} in flight"
+            "{task.fields[skipped]}"
         ),
         TimeElapsedColumn(),
         TextColumn("ETA"),
@@ -220,13 +225,12 @@ async def run_batch(
     )
     run: BatchRun = client.generate_many(inputs, budget=budget, download_to=out_dir, journal=journal, **fields)
     with progress:
-        bar = progress.add_task("batch", total=total, ok=0, failed=0, flight=0)
+        bar = progress.add_task("batch", total=total, ok=0, failed=0, flight=0, skipped="")
 
         def refresh() -> None:
             s = run.stats
-            progress.update(
-                bar, completed=s.done, ok=s.completed, failed=s.failed + s.not_submitted, flight=s.in_flight
-            )
+            skipped = f" {s.not_submitted} over budget" if s.not_submitted else ""
+            progress.update(bar, completed=s.done, ok=s.completed, failed=s.failed, flight=s.in_flight, skipped=skipped)
 
         async with run:
             async with anyio.create_task_group() as ticker:
@@ -398,10 +402,9 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
-    from .testing.__main__ import main as simulator_main
+    from .testing.__main__ import run
 
-    argv = ["--port", str(args.port), "--host", args.host]
-    return simulator_main(argv)
+    return run(args, args.simulator_parser)
 
 
 # -- parsing -----------------------------------------------------------------------------------------
@@ -445,9 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("credits", help="show the account's credits")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("simulator", help="run the EvoLink simulator on loopback")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--host", default="127.0.0.1")
+    from .testing.__main__ import DESCRIPTION, add_arguments
+
+    p = sub.add_parser("simulator", help="run the EvoLink simulator on loopback", description=DESCRIPTION)
+    add_arguments(p)
+    p.set_defaults(simulator_parser=p)
 
     p = sub.add_parser("demo", help="run a batch on the built-in simulator (no key, no network)")
     p.add_argument("--out", default="evolink-demo-output", help="where to save images (default: %(default)s)")
@@ -474,11 +479,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.TaskFailedError as exc:
         print(f"evolink: task {exc.task_id} {exc.task.raw_status}: {exc.code or 'no error code'}", file=sys.stderr)
         return EXIT_FAILED
-    except errors.EvolinkError as exc:
+    except (errors.ValidationError, errors.ConfigurationError) as exc:
         print(f"evolink: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE  # bad input or settings: nothing was sent
+    except errors.EvolinkError as exc:
+        print(f"evolink: error: {exc}{_running_hint()}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("evolink: interrupted", file=sys.stderr)
+        print(f"evolink: interrupted{_running_hint()}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
         # Task groups wrap errors in exception groups: show the first of ours, in one line.
@@ -495,6 +503,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"evolink: unexpected error: {type(exc).__name__}: {exc} (set EVOLINK_DEBUG=1 for details)", file=sys.stderr
         )
         return EXIT_FAILED
+
+
+#: The task a one-task command created and has not finished with (see cmd_generate).
+_RUNNING: dict[str, str] = {}
+
+
+def _running_hint() -> str:
+    task_id = _RUNNING.pop("task_id", None)
+    if task_id is None:
+        return ""
+    return f"; task {task_id} was created and goes on: `evolink task wait {task_id}`"
 
 
 def _first_known_error(exc: BaseException) -> errors.EvolinkError | CLIError | None:

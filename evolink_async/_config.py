@@ -41,7 +41,7 @@ class Timeouts:
 class RetryPolicy:
     """Retries of one request on connection errors, timeouts, 429 and 5xx.
 
-    Delays grow ``initial_backoff * multiplier**n`` up to ``max_backoff`` with full jitter; a
+    Delays grow ``initial_backoff * multiplier**n`` up to ``max_backoff``, jittered over their upper half; a
     ``Retry-After`` from the server is honoured up to ``max_retry_after`` seconds.
     ``max_attempts`` counts the first try. Creates are retried only with their Idempotency-Key.
     """

@@ -89,11 +89,15 @@ class Downloader:
         if not task.results:
             raise errors.DownloadError(f"task is {task.raw_status} and has no results to download", task_id=task.id)
         folder = Path(directory)
-        await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-        stem = safe_stem(task.id)
-        paths = []
-        for index, url in enumerate(task.results):
-            paths.append(await self._download_one(task.id, url, folder, f"{stem}-{index}", overwrite))
+        try:
+            await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+            stem = safe_stem(task.id)
+            paths = []
+            for index, url in enumerate(task.results):
+                paths.append(await self._download_one(task.id, url, folder, f"{stem}-{index}", overwrite))
+        except OSError as exc:
+            # A local problem (not a folder, no space, no permission): still ours, still with the task id.
+            raise errors.DownloadError(f"cannot save into {folder}: {exc}", task_id=task.id) from exc
         return paths
 
     async def _download_one(self, task_id: str, url: str, folder: Path, stem: str, overwrite: bool) -> Path:

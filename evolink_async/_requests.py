@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import random
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -13,7 +15,7 @@ import attrs
 from . import errors
 from .models import ImageRequest
 
-__all__ = ("Slot", "build_request", "check_idempotency_key", "new_idempotency_key")
+__all__ = ("Slot", "build_request", "check_field_names", "check_idempotency_key", "new_idempotency_key")
 
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._-]{16,96}")
 
@@ -57,12 +59,29 @@ class Slot:
 _REQUEST_FIELDS = frozenset(f.name for f in attrs.fields(ImageRequest))
 
 
-def build_request(request: ImageRequest | str, fields: dict[str, Any]) -> ImageRequest:
-    """An ImageRequest from a prompt or request plus keyword fields; unknown keywords become ``extra``."""
+def check_field_names(fields: Mapping[str, Any]) -> None:
+    """Keyword fields must be ImageRequest fields: a typo (``sise=``) fails here instead of being sent."""
+    for name in fields:
+        if name not in _REQUEST_FIELDS:
+            close = difflib.get_close_matches(name, sorted(_REQUEST_FIELDS), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise errors.ValidationError(
+                name, f"is not a request field ({hint}pass body fields the SDK does not know as extra={{...}})"
+            )
+
+
+def build_request(request: ImageRequest | str, fields: Mapping[str, Any], *, strict: bool = True) -> ImageRequest:
+    """An ImageRequest from a prompt or request plus fields.
+
+    ``strict`` (keyword arguments): unknown names are an error. Not strict (a JSON object of request fields,
+    e.g. a line of a batch file): unknown names are body fields the SDK does not know, sent as ``extra``.
+    """
     if not isinstance(request, (ImageRequest, str)):
         raise errors.ValidationError(
             "request", f"must be a prompt string or an ImageRequest, got {type(request).__name__}"
         )
+    if strict:
+        check_field_names(fields)
     base = {k: v for k, v in fields.items() if k in _REQUEST_FIELDS}
     unknown = {k: v for k, v in fields.items() if k not in _REQUEST_FIELDS}
     if unknown:

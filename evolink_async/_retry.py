@@ -36,7 +36,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 def backoff_delay(policy: RetryPolicy, attempt: int, retry_after: float | None = None) -> float:
     """Delay before retry number ``attempt`` (1 = first retry).
 
-    Full jitter over an exponential ceiling; a server's ``Retry-After`` wins (capped by
+    Jitter over the upper half of an exponential ceiling; a server's ``Retry-After`` wins (capped by
     ``policy.max_retry_after``) since it knows when capacity returns.
     """
     if retry_after is not None:

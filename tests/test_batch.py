@@ -484,3 +484,23 @@ async def test_a_failing_input_iterable_delivers_the_outcomes_in_progress_then_r
     assert sorted(o.index for o in seen) == [0, 1]
     assert all(o.ok for o in seen)
     assert fake.stats.creates == 2
+
+
+async def test_a_local_save_error_keeps_the_completed_task_in_the_outcome(
+    fake: FakeEvolink, client: evo.AsyncClient, tmp_path: Path
+) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    (outcome,) = await client.generate_all([quick("saved nowhere")], download_to=not_a_folder)
+    assert isinstance(outcome.error, evo.DownloadError)
+    assert outcome.task is not None
+    assert outcome.task_id == outcome.task.id
+    assert outcome.task.status is evo.TaskStatus.COMPLETED
+
+
+async def test_a_misspelled_batch_wide_field_fails_before_anything_is_sent(
+    fake: FakeEvolink, client: evo.AsyncClient
+) -> None:
+    with pytest.raises(evo.ValidationError, match="did you mean 'quality'"):
+        client.generate_many([quick("x")], qualty="4K")
+    assert fake.stats.requests == 0

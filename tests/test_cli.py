@@ -65,7 +65,7 @@ async def test_invalid_option_is_one_line_before_any_request(
     fake: FakeEvolink, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = await run_cli(["generate", "a cat", "--size", "7:3"], fake=fake, capsys=capsys)
-    assert code == 1
+    assert code == 2  # a usage error: nothing was sent
     assert err.strip().count("\n") == 0
     assert "size" in err
     assert "Traceback" not in err
@@ -190,3 +190,26 @@ def test_demo_runs_without_key_or_network(tmp_path: Path) -> None:
     # Four prompts are scripted to fail; every other one is saved.
     assert len(list((tmp_path / "demo").glob("*.png"))) == len(_cli.DEMO_PROMPTS) - 4
     assert "Traceback" not in result.stderr
+
+
+async def test_a_local_save_error_names_the_created_task(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    code, _, err = await run_cli(
+        ["generate", "a cat [duration:0.1]", "--out", str(not_a_folder)], fake=fake, capsys=capsys
+    )
+    assert code == 1
+    (task_id,) = fake.tasks
+    assert f"evolink task wait {task_id}" in err
+    assert "Traceback" not in err
+
+
+async def test_simulator_command_takes_the_simulators_own_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        _cli.main(["simulator", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--duration" in out
+    assert "--allow-local-callbacks" in out

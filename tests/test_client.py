@@ -321,8 +321,17 @@ async def test_invalid_call_arguments_raise_validation_error_before_any_request(
     assert fake.stats.requests == 0
 
 
-async def test_unknown_keyword_fields_are_sent_as_extra_body_fields(fake: FakeEvolink, client: evo.AsyncClient) -> None:
-    task = await client.generate(QUICK, size="1:1", seed=7, style={"tone": "warm"})
+async def test_a_misspelled_keyword_is_a_validation_error_naming_it_before_any_request(
+    fake: FakeEvolink, client: evo.AsyncClient
+) -> None:
+    with pytest.raises(evo.ValidationError, match="did you mean 'size'") as info:
+        await client.generate(QUICK, sise="16:9")
+    assert info.value.field == "sise"
+    assert fake.stats.requests == 0
+
+
+async def test_extra_body_fields_are_sent_through_extra(fake: FakeEvolink, client: evo.AsyncClient) -> None:
+    task = await client.generate(QUICK, size="1:1", extra={"seed": 7, "style": {"tone": "warm"}})
     body = fake.tasks[task.id].request
     assert body["seed"] == 7
     assert body["style"] == {"tone": "warm"}

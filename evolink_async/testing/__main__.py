@@ -13,13 +13,21 @@ from collections.abc import Sequence
 from ._models import directive_plan
 from ._server import FakeEvolink
 
+DESCRIPTION = (
+    "Run the EvoLink simulator until Ctrl-C. Prompts may script outcomes with directives: "
+    "[fail], [fail:CODE], [cancel], [never], [duration:S], [eta:S], [minimal], [noerror], [results:N], "
+    "[status:RAW]."
+)
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m evolink_async.testing",
-        description="Run the EvoLink simulator until Ctrl-C. Prompts may script outcomes with directives: "
-        "[fail], [fail:CODE], [cancel], [never], [duration:S], [eta:S], [minimal], [noerror].",
-    )
+    parser = argparse.ArgumentParser(prog="python -m evolink_async.testing", description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The simulator's options (shared with ``evolink simulator``)."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument(
         "--port", type=int, default=8080, help="port to bind, 0 for any free one (default: %(default)s)"
@@ -43,7 +51,6 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="PEM file of CA certificates to verify callback receivers (default: the system's trust store)",
     )
-    return parser
 
 
 async def _serve(args: argparse.Namespace, callback_ssl: ssl.SSLContext | None) -> None:
@@ -67,17 +74,26 @@ async def _serve(args: argparse.Namespace, callback_ssl: ssl.SSLContext | None) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    return run(parser.parse_args(argv), parser)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Serve until Ctrl-C with parsed options (see :func:`add_arguments`); returns the exit code."""
     if args.duration < 0:
-        _parser().error("--duration must be >= 0")
+        parser.error("--duration must be >= 0")
     callback_ssl = None
     if args.callback_cafile is not None:
         try:
             callback_ssl = ssl.create_default_context(cafile=args.callback_cafile)
         except (OSError, ssl.SSLError) as exc:
-            _parser().error(f"--callback-cafile: {exc}")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args, callback_ssl))
+            parser.error(f"--callback-cafile: {exc}")
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(args, callback_ssl))
+    except OSError as exc:  # e.g. the port is taken: one line, not a traceback
+        print(f"simulator: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
 
 
