@@ -160,7 +160,13 @@ async def cmd_credits(args: argparse.Namespace) -> int:
         credits = await client.credits()
     if args.json:
         out.print_json(
-            data={"remaining": credits.remaining, "used": credits.used, "key_remaining": credits.key_remaining}
+            data={
+                "remaining": credits.remaining,
+                "used": credits.used,
+                "key_remaining": credits.key_remaining,
+                "key_used": credits.key_used,
+                "key_unlimited": credits.key_unlimited,
+            }
         )
     else:
         out.print(f"remaining credits: {credits.remaining}")
@@ -295,7 +301,9 @@ def _summary(
         table.add_row("not submitted (budget)", str(s.not_submitted))
     if resumed:
         table.add_row("resumed from journal", str(resumed))
-    table.add_row("credits committed", f"{s.committed_credits:g}")
+    table.add_row(
+        "credits committed (all runs of this journal)" if resumed else "credits committed", f"{s.committed_credits:g}"
+    )
     table.add_row("elapsed", f"{elapsed:.1f} s")
     if out_dir is not None:
         table.add_row("images in", escape(str(out_dir)))

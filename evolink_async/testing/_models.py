@@ -194,12 +194,13 @@ class SimStats:
     faults_applied: int = 0
     running: int = 0
     max_running: int = 0
-    requests_seen: list[RequestRecord] = attrs.field(factory=list)
+    # Kept out of the repr: thousands of records (with headers) would bury the counters.
+    requests_seen: list[RequestRecord] = attrs.field(factory=list, repr=False)
     callbacks_attempted: int = 0
     callbacks_delivered: int = 0
     callbacks_failed: int = 0
     callbacks_lost: int = 0
-    callback_log: list[CallbackRecord] = attrs.field(factory=list)
+    callback_log: list[CallbackRecord] = attrs.field(factory=list, repr=False)
 
     def reads_per_task(self) -> float:
         """Average task reads per created task (0.0 before any)."""
