@@ -149,6 +149,7 @@ class BatchRun:
         self._price: float | None = cost_per_task
         self._price_known = anyio.Event()
         self._probing = False
+        self._price_missing = False
         self._fatal: errors.JournalError | None = None
         self._input_error: Exception | None = None
         self._download_to = Path(download_to) if download_to is not None else None
@@ -173,6 +174,9 @@ class BatchRun:
         self._client._check_open(needs_poller=True)
         if self._journal is not None:
             await self._journal.open()
+            # Credits of earlier runs count against this run's budget, before any worker starts (a worker
+            # reading its own entry would race the new inputs' reservations).
+            self.stats.committed_credits = await self._journal.committed()
         # A small buffer: workers hold their slot until their outcome is taken, so a slow consumer
         # slows submission instead of piling up outcomes in memory.
         self._send, self._receive = anyio.create_memory_object_stream[Outcome](self._pool_size)
@@ -302,6 +306,7 @@ class BatchRun:
         fp = fingerprint(request_to_wire(request)) if journal is not None else ""
         key: str | None = None
         task_id: str | None = None
+        entry = None
         if journal is not None:
             entry = await journal.get(index)
             if entry is not None:
@@ -315,6 +320,7 @@ class BatchRun:
                     return await self._resume_final(index, item, request, entry.task_json, entry.files, entry.credits)
         estimate = 0.0
         resumed = False
+        probe = False  # this input's create is the one that tells the price
         if task_id is None and key is not None:
             # Planned in an earlier run: its create may have reached EvoLink, so it is resubmitted with its
             # key whatever the budget (a replay costs nothing again; losing a paid task would be worse).
@@ -323,15 +329,20 @@ class BatchRun:
             self.stats.resumed += 1
             resumed = True
         elif task_id is None:
-            estimate = await self._reserve_budget(request)
+            estimate, probe = await self._reserve_budget(request)
             if estimate < 0:
+                why = (
+                    "the API reported no price (usage.credits_reserved) to keep a budget by; pass cost_per_task"
+                    if self._price_missing
+                    else f"credits committed ({self.stats.committed_credits:g}) plus this task would exceed the "
+                    f"budget of {self.budget:g}"
+                )
                 return Outcome(
                     index=index,
                     input=item,
                     request=request,
                     error=errors.BudgetExceededError(
-                        f"not submitted: credits committed ({self.stats.committed_credits:g}) plus this task "
-                        f"would exceed the budget of {self.budget:g}",
+                        f"not submitted: {why}",
                         budget=self.budget or 0.0,
                         committed=self.stats.committed_credits,
                     ),
@@ -339,10 +350,23 @@ class BatchRun:
             if key is None:
                 key = new_idempotency_key()
                 if journal is not None:
-                    # Committed before the create is sent: a crash from here on is resumed with this key.
-                    await journal.plan(index, fp, key)
+                    try:
+                        # Committed before the create is sent: a crash from here on is resumed with this key.
+                        await journal.plan(index, fp, key)
+                    except BaseException:
+                        self._settle(estimate, 0.0)
+                        if probe:
+                            self._end_probe()  # others wait on the probe: never leave them waiting
+                        raise
         else:
-            self.stats.resumed += 1  # awaited by the task id the journal kept: nothing is sent again
+            # Awaited by the task id the journal kept: nothing is sent again, and its credits were counted
+            # when the run started (or, if the journal has none for it, are counted now).
+            if entry is not None and entry.credits is not None:
+                estimate = entry.credits
+            else:
+                estimate = self._price or 0.0
+                self.stats.committed_credits += estimate
+            self.stats.resumed += 1
             resumed = True
         self.stats.in_flight += 1
         try:
@@ -354,14 +378,23 @@ class BatchRun:
                     try:
                         known = await self._client.submit(request, idempotency_key=key)
                     except BaseException as exc:
-                        self._price_learned(None)
+                        if probe:
+                            self._end_probe()
+                        if resumed and isinstance(exc, errors.ConflictError):
+                            # The saved key with another body (e.g. a different callback URL this run):
+                            # the task of the first run may exist, so this is unknown, not a refusal.
+                            raise errors.SubmissionUnknownError(
+                                f"the saved Idempotency-Key was refused with this request ({exc}); the task "
+                                "of the earlier run may exist",
+                                idempotency_key=key,
+                            ) from exc
                         if not isinstance(exc, errors.SubmissionUnknownError):
                             self._settle(estimate, 0.0)  # certainly not created
                         raise  # an unknown outcome keeps its estimate committed: the task may exist
                     submitted_at = time.monotonic()
                     task_id = known.id
                     reserved = _reserved(known)
-                    self._price_learned(reserved)
+                    self._learn_price(reserved, probe=probe)
                     self._settle(estimate, reserved if reserved is not None else estimate)
                     estimate = reserved if reserved is not None else estimate
                     self.stats.submitted += 1
@@ -375,9 +408,7 @@ class BatchRun:
             if journal is not None:
                 await journal.finished(index, state="failed", task_json=task_to_wire(final), credits=0.0)
             failure = errors.TaskCancelledError if final.status is TaskStatus.CANCELLED else errors.TaskFailedError
-            return Outcome(
-                index=index, input=item, request=request, task=final, error=failure(final), resumed=resumed
-            )
+            return Outcome(index=index, input=item, request=request, task=final, error=failure(final), resumed=resumed)
         charged = _charged(final, estimate)
         self._settle(estimate, charged)
         return await self._finish_completed(index, item, request, final, charged, resumed=resumed)
@@ -412,7 +443,7 @@ class BatchRun:
         if task.status is not TaskStatus.COMPLETED:
             failure = errors.TaskCancelledError if task.status is TaskStatus.CANCELLED else errors.TaskFailedError
             return Outcome(index=index, input=item, request=request, task=task, error=failure(task), resumed=True)
-        self._settle(0.0, credits or 0.0)
+        # Its credits were counted from the journal when the run started.
         paths = tuple(Path(f) for f in files)
         if self._download_to is not None and (not paths or not all(p.exists() for p in paths)):
             return await self._finish_completed(index, item, request, task, credits or 0.0, resumed=True)
@@ -420,34 +451,39 @@ class BatchRun:
 
     # -- the budget ----------------------------------------------------------------------------------
 
-    async def _reserve_budget(self, request: ImageRequest) -> float:
-        """Commit this input's expected credits; -1 when the budget does not allow it."""
+    async def _reserve_budget(self, request: ImageRequest) -> tuple[float, bool]:
+        """Commit this input's expected credits: (estimate, whether it is the price probe); -1 when refused."""
         if self.budget is None:
-            return 0.0
-        while self._price is None:
+            return 0.0, False
+        while self._price is None and not self._price_missing:
             if not self._probing:
-                self._probing = True  # this input's create will tell what a task costs
-                break
+                # This input's create will tell what a task costs: it may go if anything of the budget is left.
+                if self.stats.committed_credits >= self.budget:
+                    return -1.0, False
+                self._probing = True
+                return 0.0, True
             # Another input is finding out the price: wait for it rather than guess.
             await self._price_known.wait()
-        committed = self.stats.committed_credits
         if self._price is None:
-            if committed >= self.budget:
-                self._price_learned(None)
-                return -1.0
-            return 0.0
-        if committed + self._price > self.budget + 1e-9:
-            return -1.0
+            return -1.0, False  # the API gave no price: fail closed rather than spend blind
+        if self.stats.committed_credits + self._price > self.budget + 1e-9:
+            return -1.0, False
         self.stats.committed_credits += self._price
-        return self._price
+        return self._price, False
 
-    def _price_learned(self, reserved: float | None) -> None:
+    def _learn_price(self, reserved: float | None, *, probe: bool) -> None:
         if reserved is not None:
             self._price = reserved if self._price is None else max(self._price, reserved)
-        if self._probing:
-            self._probing = False
-            event, self._price_known = self._price_known, anyio.Event()
-            event.set()
+        elif probe and self._price is None:
+            self._price_missing = True
+        if probe:
+            self._end_probe()
+
+    def _end_probe(self) -> None:
+        """The probing input is done (priced, failed or cancelled): wake those waiting for the price."""
+        self._probing = False
+        event, self._price_known = self._price_known, anyio.Event()
+        event.set()
 
     def _settle(self, expected: float, actual: float) -> None:
         self.stats.committed_credits += actual - expected

@@ -227,7 +227,7 @@ class AsyncClient:
         resp = await self._http.request("POST", "/v1/images/generations", json_body=body, idempotency_key=key)
         try:
             task = structure_task(resp.data, request_id=resp.request_id)
-        except errors.MalformedResponseError as exc:
+        except Exception as exc:
             # The task may exist; only the key can find it again without paying twice.
             raise errors.SubmissionUnknownError(
                 f"create answered but the task could not be read: {exc}", idempotency_key=key

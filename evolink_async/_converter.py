@@ -9,6 +9,7 @@ crashing; what cannot be read at all raises :class:`MalformedResponseError`, nev
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -19,7 +20,15 @@ from cattrs.gen import make_dict_structure_fn
 from .errors import MalformedResponseError
 from .models import Cost, Credits, ImageRequest, Task, TaskError, TaskInfo, TaskStatus, Usage
 
-__all__ = ("converter", "request_to_wire", "structure_credits", "structure_task", "structure_tasks", "task_to_wire")
+__all__ = (
+    "batch_items",
+    "converter",
+    "request_to_wire",
+    "structure_credits",
+    "structure_task",
+    "structure_tasks",
+    "task_to_wire",
+)
 
 log = logging.getLogger("evolink_async")
 
@@ -31,14 +40,12 @@ converter = cattrs.Converter(forbid_extra_keys=False)
 def _lenient_float(value: Any, _: type) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) else None
+    except (ValueError, OverflowError):
+        return None
+    # Infinity and NaN parse as JSON numbers but are no count of anything: treat them as absent.
+    return number if number is not None and math.isfinite(number) else None
 
 
 def _lenient_bool(value: Any, _: type) -> bool | None:
@@ -114,9 +121,7 @@ def _progress(value: Any) -> int | None:
 def structure_task(data: Any, *, request_id: str | None = None) -> Task:
     """A ``Task`` from one decoded task object; raises MalformedResponseError if it has no id/status."""
     if not isinstance(data, Mapping):
-        raise MalformedResponseError(
-            f"expected a task object, got {type(data).__name__}", request_id=request_id
-        )
+        raise MalformedResponseError(f"expected a task object, got {type(data).__name__}", request_id=request_id)
     task_id = data.get("id")
     if not isinstance(task_id, str) or not task_id:
         raise MalformedResponseError(f"task object has no string id: {str(data)[:200]}", request_id=request_id)
@@ -168,12 +173,17 @@ def structure_task(data: Any, *, request_id: str | None = None) -> Task:
     )
 
 
-def structure_tasks(data: Any, *, request_id: str | None = None) -> list[Task]:
-    """Tasks from a ``/v1/tasks/batch`` answer (``{"data": [...]}``)."""
+def batch_items(data: Any, *, request_id: str | None = None) -> list[Any]:
+    """The raw task objects of a ``/v1/tasks/batch`` answer (``{"data": [...]}``), to be read one by one."""
     items = data.get("data") if isinstance(data, Mapping) else None
     if not isinstance(items, list):
         raise MalformedResponseError("batch answer has no 'data' list", request_id=request_id)
-    return [structure_task(item, request_id=request_id) for item in items]
+    return items
+
+
+def structure_tasks(data: Any, *, request_id: str | None = None) -> list[Task]:
+    """Tasks from a ``/v1/tasks/batch`` answer (``{"data": [...]}``)."""
+    return [structure_task(item, request_id=request_id) for item in batch_items(data, request_id=request_id)]
 
 
 def structure_credits(data: Any, *, request_id: str | None = None) -> Credits:

@@ -58,7 +58,10 @@ class _Failure:
 
 
 def _chain(err: errors.EvolinkError, cause: BaseException) -> errors.EvolinkError:
-    err.__cause__ = cause
+    # aiohttp's response errors keep the request's headers (our Authorization among them) in request_info:
+    # such a cause is named in the message, never attached, so no traceback or repr can show the key.
+    if not isinstance(cause, aiohttp.ClientResponseError):
+        err.__cause__ = cause
     return err
 
 
@@ -83,7 +86,7 @@ def error_from_response(
     payload: Any = None
     try:
         payload = json.loads(raw) if raw else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
         payload = None
     fields: Mapping[str, Any] = {}
     if isinstance(payload, Mapping):
@@ -293,7 +296,7 @@ class HTTPClient:
         request_id = _request_id(resp_headers)
         try:
             payload = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
             malformed = errors.MalformedResponseError(
                 f"{method} {urlsplit(url).path}: answer {status} is not valid JSON ({len(raw)} bytes)",
                 status=status,

@@ -168,6 +168,15 @@ class Journal:
             )
         )
 
+    async def committed(self) -> float:
+        """Credits recorded for inputs created in earlier runs (reserved if running, charged if done)."""
+        total = await self._run(
+            lambda c: c.execute(
+                "SELECT COALESCE(SUM(credits), 0) FROM items WHERE state IN ('submitted', 'completed')"
+            ).fetchone()[0]
+        )
+        return float(total)
+
     async def counts(self) -> dict[str, int]:
         """How many inputs are in each state."""
         rows = await self._run(lambda c: c.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall())

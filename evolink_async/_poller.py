@@ -16,6 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import quote
 
 import anyio
@@ -23,7 +24,7 @@ import attrs
 
 from . import errors
 from ._config import PollPolicy, Timeouts
-from ._converter import structure_task, structure_tasks
+from ._converter import batch_items, structure_task
 from ._http import HTTPClient
 from .models import Task
 
@@ -32,6 +33,8 @@ __all__ = ("Poller", "Watch", "next_delay", "safety_net_delay")
 log = logging.getLogger("evolink_async")
 
 _MAX_ELAPSED_TRUSTED = 7 * 24 * 3600.0
+# Batch reads that fail in a row (after the endpoint once worked) before the tasks are read one by one.
+_BATCH_FAILURES_BEFORE_FALLBACK = 3
 
 
 def next_delay(
@@ -94,7 +97,7 @@ def safety_net_delay(
     most ``callback_max_interval``).
     """
     estimate = estimated if estimated is not None and estimated > 0 else policy.default_estimate
-    first = estimate * policy.callback_grace + policy.callback_slack
+    first = min(estimate * policy.callback_grace + policy.callback_slack, policy.callback_max_interval)
     delay = (
         first - elapsed if elapsed < first else min(policy.callback_max_interval, max(policy.max_interval, elapsed / 2))
     )
@@ -178,6 +181,7 @@ class Poller:
         self._last_batch = float("-inf")
         self._sleep_until = float("-inf")  # when the sleeping loop wakes by itself (inf: only when woken)
         self._backlog = False
+        self._batch_failures = 0  # batch reads failed in a row
         self._batches_reading = 0
         self._callback_miss_reported = False
         #: None until detected; then whether POST /v1/tasks/batch works on this server.
@@ -273,7 +277,7 @@ class Poller:
             )
         if w.failures:
             # Reads keep failing: back off (the waits go on; the errors are logged).
-            delay = max(delay, min(self.policy.max_interval, self.policy.min_interval * 2**w.failures))
+            delay = max(delay, min(self.policy.max_interval, self.policy.min_interval * 2 ** min(w.failures, 16)))
         return delay
 
     def _schedule(self, w: Watch, due: float) -> None:
@@ -347,6 +351,7 @@ class Poller:
             self._wake.set()  # tasks held back while it read may be due now
 
     async def _read_batch(self, batch: list[Watch]) -> None:
+        items: list[Any] | None
         async with self._reads:
             try:
                 self.requests += 1
@@ -357,42 +362,52 @@ class Poller:
                     timeout=self._timeouts.poll,
                     max_attempts=2,
                 )
-                tasks = structure_tasks(resp.data, request_id=resp.request_id)
-            except errors.APIError as exc:
-                if exc.status in (404, 405):
-                    if self.batch_supported is None:
-                        log.info("POST /v1/tasks/batch is not available here; polling per task")
-                    self.batch_supported = False
-                    tasks = None
-                elif _transient(exc):
-                    self._finish_reads(batch, exc)
-                    return
-                else:
-                    # An error about the request as a whole (401, 403, ...) concerns every task in it.
+                items = batch_items(resp.data, request_id=resp.request_id)
+            except errors.EvolinkError as exc:
+                status = getattr(exc, "status", None)
+                if status in (401, 403) and isinstance(exc, errors.APIError):
+                    # About the request as a whole (the key, the account): it concerns every task in it.
                     for w in batch:
                         self._deliver_error(w, exc)
                     return
-            except errors.EvolinkError as exc:
-                self._finish_reads(batch, exc)
-                return
+                self._batch_failures += 1
+                # Never worked here and failing again (not a rate limit): take it as not supported.
+                never_worked = self.batch_supported is None and status != 429 and self._batch_failures >= 2
+                if status in (404, 405, 501) or never_worked:
+                    # Undocumented and not (or not properly) here: read per task from now on.
+                    log.info("POST /v1/tasks/batch is not usable here (%s); polling per task", exc)
+                    self.batch_supported = False
+                    items = None
+                elif self._batch_failures >= _BATCH_FAILURES_BEFORE_FALLBACK:
+                    items = None  # it worked before: read these per task, and keep trying batches later
+                else:
+                    self._finish_reads(batch, exc)
+                    return
             except Exception as exc:  # never lose an exception: hand it to the waiters
                 for w in batch:
                     self._deliver_error(w, _unexpected(exc))
                 return
-        if tasks is None:
+        if items is None:
             for w in batch:
                 await self._refresh_one(w)
             return
+        self._batch_failures = 0
         if self.batch_supported is None:
             self.batch_supported = True
-        by_id = {t.id: t for t in tasks}
+        by_id: dict[str, Task] = {}
+        for item in items:
+            try:
+                task = structure_task(item, request_id=resp.request_id)
+            except errors.MalformedResponseError:
+                continue  # one unreadable item must not hold up the others: it is read on its own below
+            by_id[task.id] = task
         missing = []
         for w in batch:
-            task = by_id.get(w.task_id)
-            if task is None:
+            found = by_id.get(w.task_id)
+            if found is None:
                 missing.append(w)
             else:
-                self._apply(w, task)
+                self._apply(w, found)
         # The batch endpoint leaves out unknown and foreign ids; a direct read says which it was.
         for w in missing:
             await self._refresh_one(w)
@@ -408,7 +423,6 @@ class Poller:
                     task_id=w.task_id,
                     max_attempts=2,
                 )
-                task = structure_task(resp.data, request_id=resp.request_id)
             except errors.EvolinkError as exc:
                 if _transient(exc):
                     self._finish_reads([w], exc)
@@ -418,6 +432,13 @@ class Poller:
             except Exception as exc:  # never lose an exception: hand it to the waiter
                 self._deliver_error(w, _unexpected(exc))
                 return
+        try:
+            task = structure_task(resp.data, request_id=resp.request_id)
+        except errors.MalformedResponseError as exc:
+            # Valid JSON of a shape we cannot read: reading again gives the same. Tell the waiter (never a
+            # silent endless wait); the error carries the task id.
+            self._deliver_error(w, exc)
+            return
         self._apply(w, task)
 
     def _apply(self, w: Watch, task: Task) -> None:

@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from . import errors
-
 if TYPE_CHECKING:
     from aiohttp import web
 
@@ -126,7 +124,7 @@ class CallbackReceiver:
                     # Our own read, with our key: the body of the callback is never used.
                     await self._client.get_task(task_id)
                     self.stats.confirmed += 1
-                except errors.EvolinkError as exc:
+                except Exception as exc:  # whatever a read brings, a callback must not take the client down
                     # The waiter is not lost: its safety-net polling goes on.
                     self.stats.confirm_failures += 1
                     log.info("confirming callback for task %s failed: %s", task_id, exc)

@@ -304,3 +304,15 @@ async def test_a_batch_process_killed_with_sigkill_and_rerun_creates_one_task_an
     # One file per input task, under its final name.
     assert final_files(out) == sorted(f"{task_id}-0.png" for task_id in fake.tasks), context
     assert all(Path(f).is_file() for line in lines for f in line["files"]), context
+
+
+async def test_a_rerun_counts_tasks_still_running_from_the_earlier_run_against_the_budget(
+    fake: FakeEvolink, client: evo.AsyncClient, tmp_path: Path
+) -> None:
+    journal = tmp_path / "batch.sqlite"
+    inputs = [f"long {i} [never]" for i in range(12)]
+    options: dict[str, Any] = {"journal": journal, "budget": 5 * 1.6, "cost_per_task": 1.6}
+    for _ in range(2):  # two runs, each cut short while its tasks still run at the server
+        with anyio.move_on_after(1.0):
+            await run_batch(client, inputs, **options)
+    assert fake.stats.creates == 5  # the second run spent nothing more: the first run's 5 still count

@@ -252,3 +252,19 @@ def test_any_json_value_parses_or_raises_evolink_error(data: Any) -> None:
 def test_missing_optional_fields_never_crash(task_info: dict[str, Any], usage: dict[str, Any]) -> None:
     task = structure_task({"id": "t", "status": "processing", "task_info": task_info, "usage": usage})
     assert task.id == "t"
+
+
+def test_non_finite_numbers_are_treated_as_absent_not_a_crash() -> None:
+    task = structure_task(
+        {
+            "id": "t",
+            "status": "processing",
+            "progress": float("inf"),
+            "created": 1e999,
+            "task_info": {"estimated_time": "nan"},
+        }
+    )
+    assert task.progress is None
+    assert task.created is None
+    assert task.task_info is not None
+    assert task.task_info.estimated_time is None

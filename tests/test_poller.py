@@ -279,3 +279,35 @@ async def test_tasks_with_a_known_estimate_cost_few_reads_each(make_client: Make
         assert fake.stats.creates == 20
         assert fake.stats.reads_per_task() <= 4
         assert fake.stats.batch_requests + fake.stats.read_requests < 20
+
+
+async def test_an_unreadable_task_fails_its_waiter_and_never_holds_up_the_others_in_its_batch(
+    fake: FakeEvolink, client: evo.AsyncClient
+) -> None:
+    fake.plan = lambda body: TaskPlan(duration=0.2)
+    bad = await client.submit("bad")
+    good = await client.submit("good")
+    # From now on the server answers for "bad" with results of a shape no one can read.
+    sim_task = fake.tasks[bad.id]
+    sim_task.plan = attrs.evolve(sim_task.plan, extra={"results": [None]})
+    with anyio.fail_after(10):  # a hang would be the bug
+        done = await client.wait(good)
+        with pytest.raises(evo.MalformedResponseError) as info:
+            await client.wait(bad)
+    assert done.status is evo.TaskStatus.COMPLETED
+    assert info.value.task_id == bad.id
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(route="batch", kind="status", status=501, times=99), Fault(route="batch", kind="malformed", times=99)],
+)
+async def test_a_batch_endpoint_that_never_works_falls_back_to_per_task_reads(
+    fake: FakeEvolink, client: evo.AsyncClient, fault: Fault
+) -> None:
+    fake.inject(fault)
+    with anyio.fail_after(15):
+        tasks = await generate_all(client, [f"[duration:0.2] fallback {i}" for i in range(4)])
+    assert all(t.status is evo.TaskStatus.COMPLETED for t in tasks)
+    assert fake.stats.read_requests >= 4
+    assert client._poller.batch_supported is False
