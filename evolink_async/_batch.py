@@ -13,7 +13,7 @@ import math
 import os
 import time
 import types
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -102,15 +102,6 @@ def _to_request(item: Any, fields: Mapping[str, Any]) -> ImageRequest:
         unset = {k: v for k, v in fields.items() if not getattr(item, k, None)}
         return build_request(item, unset)
     return build_request(item, dict(fields))
-
-
-async def _iterate(inputs: Iterable[Any] | AsyncIterable[Any]) -> AsyncGenerator[Any, None]:
-    if isinstance(inputs, AsyncIterable):
-        async for item in inputs:
-            yield item
-    else:
-        for item in inputs:
-            yield item
 
 
 class BatchRun:
@@ -223,11 +214,12 @@ class BatchRun:
     async def _produce(self, send: MemoryObjectSendStream[Outcome]) -> None:
         # A fixed pool of max_in_flight workers, each pulling its next input only when idle: memory stays flat
         # however long the input, and nothing is paid per input for a task, a token or a stream clone.
-        items = _iterate(self._inputs)
-        # An async iterable must not be advanced by two workers at once; a plain one is advanced without any
+        # An async iterator must not be advanced by two workers at once; a plain one is advanced without any
         # await, so it needs no lock.
-        pull = anyio.Lock() if isinstance(self._inputs, AsyncIterable) else None
-        sync_items = None if pull is not None else iter(self._inputs)  # type: ignore[arg-type]
+        inputs = self._inputs
+        async_items = inputs.__aiter__() if isinstance(inputs, AsyncIterable) else None
+        sync_items = iter(inputs) if async_items is None else None  # type: ignore[arg-type]
+        pull = anyio.Lock()
         counter = itertools.count()
 
         async def advance() -> Any:
@@ -235,9 +227,9 @@ class BatchRun:
                 for item in sync_items:
                     return item
                 raise StopAsyncIteration
-            assert pull is not None
+            assert async_items is not None
             async with pull:
-                return await items.__anext__()
+                return await async_items.__anext__()
 
         async def next_input() -> tuple[int, Any] | None:
             if self._input_error is not None:
@@ -265,8 +257,11 @@ class BatchRun:
                 for _ in range(self._pool_size):
                     workers.start_soon(worker, send.clone())
         finally:
-            with anyio.CancelScope(shield=True):
-                await items.aclose()
+            # Leaving early closes the caller's async generator now, not whenever it is collected.
+            aclose = getattr(async_items, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
 
     async def _work(self, index: int, item: Any, send: MemoryObjectSendStream[Outcome]) -> bool:
         """Run one input to its outcome and hand it over; False when the whole run must stop."""
