@@ -10,11 +10,13 @@ The simulator for tests and demos lives in :mod:`evolink_async.testing`.
 """
 
 from ._batch import BatchRun, BatchStats, Outcome
-from ._client import AsyncClient, OnUpdate
+from ._callbacks import CallbackStats
+from ._client import AsyncClient
 from ._config import DEFAULT_BASE_URL, Limits, PollPolicy, RetryPolicy, Timeouts
+from ._engine import OnUpdate
 from ._requests import new_idempotency_key
 from ._version import __version__
-from ._webhooks import CallbackReceiver, CallbackStats
+from ._webhooks import CallbackReceiver
 from .errors import (
     APIConnectionError,
     APIError,

@@ -7,33 +7,36 @@ one :class:`Outcome` — a completed task, or the exception that stopped it; one
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
 import os
-import time
 import types
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import errors
 from ._converter import request_to_wire, structure_task, task_to_wire
-from ._journal import Journal, fingerprint
-from ._requests import Slot, build_request, check_field_names, new_idempotency_key
+from ._download import Downloader
+from ._engine import Engine, failure_of
+from ._journal import Journal, JournalEntry, fingerprint
+from ._requests import BATCH_OPTIONS, build_request, check_field_names, check_timeout, new_idempotency_key
 from .models import ImageRequest, Task, TaskStatus
-
-if TYPE_CHECKING:
-    from ._client import AsyncClient
 
 __all__ = ("BatchInput", "BatchRun", "BatchStats", "Outcome")
 
 log = logging.getLogger("evolink_async")
+
+# Workers started per event-loop iteration (see BatchRun._produce).
+_SPAWN_CHUNK = 64
 
 #: What ``generate_many`` accepts per input: a prompt, an ImageRequest, or a mapping of request fields.
 BatchInput: TypeAlias = "str | ImageRequest | Mapping[str, Any]"
@@ -87,6 +90,18 @@ class BatchStats:
         return self.completed + self.failed + self.not_submitted
 
 
+@attrs.define(slots=True)
+class _Plan:
+    """How one input goes: a new create, a create resent with its saved key, or a wait by task id."""
+
+    key: str
+    task_id: str | None = None
+    estimate: float = 0.0  # credits committed for it so far
+    probe: bool = False  # its create tells the price
+    resumed: bool = False
+    created: bool = False
+
+
 def _to_request(item: Any, fields: Mapping[str, Any]) -> ImageRequest:
     if isinstance(item, Mapping):
         data = dict(item)
@@ -113,7 +128,8 @@ class BatchRun:
 
     def __init__(
         self,
-        client: AsyncClient,
+        engine: Engine,
+        downloader: Downloader,
         inputs: Iterable[Any] | AsyncIterable[Any],
         *,
         max_in_flight: int | None,
@@ -124,18 +140,11 @@ class BatchRun:
         timeout: float | None,
         fields: Mapping[str, Any],
     ) -> None:
-        if max_in_flight is not None and max_in_flight < 1:
-            raise errors.ValidationError("max_in_flight", f"must be >= 1, got {max_in_flight!r}")
-        if budget is not None and not budget >= 0:
-            raise errors.ValidationError("budget", f"must be >= 0 credits, got {budget!r}")
-        if timeout is not None and not timeout > 0:
-            raise errors.ValidationError("timeout", f"must be > 0 seconds or None, got {timeout!r}")
-        check_field_names(fields)
-        if isinstance(inputs, (str, bytes)):
-            raise errors.ValidationError("requests", "must be an iterable of prompts, not a single string")
-        self._client = client
+        _check_options(inputs, max_in_flight, budget, timeout, fields)
+        self._engine = engine
+        self._downloader = downloader
         self._inputs = inputs
-        self._pool_size = max_in_flight or client.limits.max_in_flight
+        self._pool_size = max_in_flight or engine.limits.max_in_flight
         self.budget = budget
         self._price: float | None = cost_per_task
         self._price_known = anyio.Event()
@@ -162,7 +171,7 @@ class BatchRun:
     async def __aenter__(self) -> BatchRun:
         if self._task_group is not None:
             raise errors.ClientStateError("this batch run was already started")
-        self._client._check_open(needs_poller=True)
+        self._engine.check_open(needs_poller=True)
         if self._journal is not None:
             await self._journal.open()
             # Credits of earlier runs count against this run's budget, before any worker starts (a worker
@@ -209,16 +218,36 @@ class BatchRun:
             raise errors.ClientStateError("use `async with client.generate_many(...) as run: async for o in run`")
         return self._receive.__aiter__()
 
-    # -- the work ------------------------------------------------------------------------------------
+    # -- the inputs ----------------------------------------------------------------------------------
 
     async def _produce(self, send: MemoryObjectSendStream[Outcome]) -> None:
-        # A fixed pool of max_in_flight workers, each pulling its next input only when idle: memory stays flat
+        # A pool of max_in_flight workers, each pulling its next input only when idle: memory stays flat
         # however long the input, and nothing is paid per input for a task, a token or a stream clone.
-        # An async iterator must not be advanced by two workers at once; a plain one is advanced without any
-        # await, so it needs no lock.
         inputs = self._inputs
         async_items = inputs.__aiter__() if isinstance(inputs, AsyncIterable) else None
         sync_items = iter(inputs) if async_items is None else None  # type: ignore[arg-type]
+        next_input = self._puller(sync_items, async_items)
+        try:
+            async with send, anyio.create_task_group() as workers:
+                for started in range(self._pool_size):
+                    workers.start_soon(self._worker, next_input, send.clone())
+                    if started % _SPAWN_CHUNK == _SPAWN_CHUNK - 1:
+                        # Each worker's first steps (pull, plan, create) run in the loop iteration after its
+                        # start: started in chunks, 20,000 of them never hold the loop for seconds.
+                        await anyio.lowlevel.checkpoint()
+        finally:
+            # Leaving early closes the caller's async generator now, not whenever it is collected.
+            aclose = getattr(async_items, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+
+    def _puller(
+        self, sync_items: Iterator[Any] | None, async_items: AsyncIterator[Any] | None
+    ) -> Callable[[], Awaitable[tuple[int, Any] | None]]:
+        """The function workers call for their next (index, input); None when the inputs are done."""
+        # An async iterator must not be advanced by two workers at once; a plain one is advanced without
+        # any await, so it needs no lock.
         pull = anyio.Lock()
         counter = itertools.count()
 
@@ -246,22 +275,15 @@ class BatchRun:
             self.stats.started += 1
             return next(counter), item
 
-        async def worker(out: MemoryObjectSendStream[Outcome]) -> None:
-            async with out:
-                while (pulled := await next_input()) is not None:
-                    if not await self._work(*pulled, out):
-                        return
+        return next_input
 
-        try:
-            async with send, anyio.create_task_group() as workers:
-                for _ in range(self._pool_size):
-                    workers.start_soon(worker, send.clone())
-        finally:
-            # Leaving early closes the caller's async generator now, not whenever it is collected.
-            aclose = getattr(async_items, "aclose", None)
-            if aclose is not None:
-                with anyio.CancelScope(shield=True):
-                    await aclose()
+    async def _worker(
+        self, next_input: Callable[[], Awaitable[tuple[int, Any] | None]], out: MemoryObjectSendStream[Outcome]
+    ) -> None:
+        async with out:
+            while (pulled := await next_input()) is not None:
+                if not await self._work(*pulled, out):
+                    return
 
     async def _work(self, index: int, item: Any, send: MemoryObjectSendStream[Outcome]) -> bool:
         """Run one input to its outcome and hand it over; False when the whole run must stop."""
@@ -277,12 +299,7 @@ class BatchRun:
         except Exception as exc:  # one input's failure never cancels the rest, and is never lost
             log.debug("batch input %d failed: %s", index, exc)
             outcome = Outcome(index=index, input=item, error=exc)
-        if outcome.error is None:
-            self.stats.completed += 1
-        elif outcome.task is None and isinstance(outcome.error, errors.BudgetExceededError):
-            self.stats.not_submitted += 1
-        else:
-            self.stats.failed += 1
+        self._count(outcome)
         try:
             try:
                 send.send_nowait(outcome)  # room in the buffer: no event-loop round trip
@@ -292,121 +309,147 @@ class BatchRun:
             log.debug("batch consumer left; outcome of input %d not delivered", index)
         return True
 
+    def _count(self, outcome: Outcome) -> None:
+        if outcome.error is None:
+            self.stats.completed += 1
+        elif outcome.task is None and isinstance(outcome.error, errors.BudgetExceededError):
+            self.stats.not_submitted += 1
+        else:
+            self.stats.failed += 1
+
+    # -- one input -----------------------------------------------------------------------------------
+
     async def _process(self, index: int, item: Any) -> Outcome:
+        """Plan the input (journal, budget), run it through the engine, conclude (refund, download, record)."""
         try:
             request = _to_request(item, self._fields)
         except errors.ValidationError as exc:
             return Outcome(index=index, input=item, error=exc)
+        plan = await self._plan(index, item, request)
+        if isinstance(plan, Outcome):
+            return plan
+        final = await self._run(index, request, plan)
+        failure = failure_of(final)
+        if failure is not None:
+            self._settle(plan.estimate, 0.0)  # failed and cancelled tasks are refunded
+            if self._journal is not None:
+                await self._journal.finished(index, state="failed", task_json=task_to_wire(final), credits=0.0)
+            return Outcome(index, item, request, task=final, error=failure, resumed=plan.resumed)
+        charged = _charged(final, plan.estimate)
+        self._settle(plan.estimate, charged)
+        return await self._finish_completed(index, item, request, final, charged, resumed=plan.resumed)
+
+    async def _plan(self, index: int, item: Any, request: ImageRequest) -> _Plan | Outcome:
+        """What to do with this input; an Outcome when it is already decided (final in the journal, no budget)."""
         journal = self._journal
-        fp = fingerprint(request_to_wire(request)) if journal is not None else ""
-        key: str | None = None
-        task_id: str | None = None
-        entry = None
-        if journal is not None:
-            entry = await journal.get(index)
-            if entry is not None:
-                if entry.fingerprint != fp:
-                    raise errors.JournalError(
-                        f"journal {journal.path} holds a different request at input {index}: "
-                        "it belongs to another batch (use a new journal file)"
-                    )
-                key, task_id = entry.idempotency_key, entry.task_id
-                if entry.state in ("completed", "failed") and entry.task_json is not None:
-                    return await self._resume_final(index, item, request, entry.task_json, entry.files, entry.credits)
-        estimate = 0.0
-        resumed = False
-        probe = False  # this input's create is the one that tells the price
-        if task_id is None and key is not None:
+        if journal is None:
+            return await self._plan_new(index, item, request, "")
+        fp = fingerprint(request_to_wire(request))
+        entry = await journal.get(index)
+        if entry is None:
+            return await self._plan_new(index, item, request, fp)
+        if entry.fingerprint != fp:
+            raise errors.JournalError(
+                f"journal {journal.path} holds a different request at input {index}: "
+                "it belongs to another batch (use a new journal file)"
+            )
+        if entry.state in ("completed", "failed") and entry.task_json is not None:
+            return await self._resume_final(index, item, request, entry)
+        self.stats.resumed += 1
+        if entry.task_id is None:
             # Planned in an earlier run: its create may have reached EvoLink, so it is resubmitted with its
             # key whatever the budget (a replay costs nothing again; losing a paid task would be worse).
             estimate = self._price or 0.0
             self.stats.committed_credits += estimate
-            self.stats.resumed += 1
-            resumed = True
-        elif task_id is None:
-            estimate, probe = await self._reserve_budget(request)
-            if estimate < 0:
-                why = (
-                    "the API reported no price (usage.credits_reserved) to keep a budget by; pass cost_per_task"
-                    if self._price_missing
-                    else f"credits committed ({self.stats.committed_credits:g}) plus this task would exceed the "
-                    f"budget of {self.budget:g}"
-                )
-                return Outcome(
-                    index=index,
-                    input=item,
-                    request=request,
-                    error=errors.BudgetExceededError(
-                        f"not submitted: {why}",
-                        budget=self.budget or 0.0,
-                        committed=self.stats.committed_credits,
-                    ),
-                )
-            if key is None:
-                key = new_idempotency_key()
-                if journal is not None:
-                    try:
-                        # Committed before the create is sent: a crash from here on is resumed with this key.
-                        await journal.plan(index, fp, key)
-                    except BaseException:
-                        self._settle(estimate, 0.0)
-                        if probe:
-                            self._end_probe()  # others wait on the probe: never leave them waiting
-                        raise
+            return _Plan(entry.idempotency_key, estimate=estimate, resumed=True)
+        # Awaited by the task id the journal kept: nothing is sent again, and its credits were counted
+        # when the run started (or, if the journal has none for it, are counted now).
+        if entry.credits is not None:
+            estimate = entry.credits
         else:
-            # Awaited by the task id the journal kept: nothing is sent again, and its credits were counted
-            # when the run started (or, if the journal has none for it, are counted now).
-            if entry is not None and entry.credits is not None:
-                estimate = entry.credits
-            else:
-                estimate = self._price or 0.0
-                self.stats.committed_credits += estimate
-            self.stats.resumed += 1
-            resumed = True
+            estimate = self._price or 0.0
+            self.stats.committed_credits += estimate
+        return _Plan(entry.idempotency_key, task_id=entry.task_id, estimate=estimate, resumed=True)
+
+    async def _plan_new(self, index: int, item: Any, request: ImageRequest, fp: str) -> _Plan | Outcome:
+        """A first create: reserve its credits, record its key before it is sent."""
+        estimate, probe = await self._reserve_budget(request)
+        if estimate < 0:
+            why = (
+                "the API reported no price (usage.credits_reserved) to keep a budget by; pass cost_per_task"
+                if self._price_missing
+                else f"credits committed ({self.stats.committed_credits:g}) plus this task would exceed the "
+                f"budget of {self.budget:g}"
+            )
+            error = errors.BudgetExceededError(
+                f"not submitted: {why}", budget=self.budget or 0.0, committed=self.stats.committed_credits
+            )
+            return Outcome(index, item, request, error=error)
+        plan = _Plan(new_idempotency_key(), estimate=estimate, probe=probe)
+        if self._journal is not None:
+            try:
+                # Committed before the create is sent: a crash from here on is resumed with this key.
+                await self._journal.plan(index, fp, plan.key)
+            except BaseException:
+                self._not_created(plan)
+                raise
+        return plan
+
+    async def _run(self, index: int, request: ImageRequest, plan: _Plan) -> Task:
+        """The engine's path for this input: create (unless resumed by id) and wait; the final task."""
         self.stats.in_flight += 1
         try:
-            async with Slot(self._client._in_flight):
-                known: Task | None = None
-                submitted_at: float | None = None
-                if task_id is None:
-                    assert key is not None
-                    try:
-                        known = await self._client.submit(request, idempotency_key=key)
-                    except BaseException as exc:
-                        if probe:
-                            self._end_probe()
-                        if resumed and isinstance(exc, errors.ConflictError):
-                            # The saved key with another body (e.g. a different callback URL this run):
-                            # the task of the first run may exist, so this is unknown, not a refusal.
-                            raise errors.SubmissionUnknownError(
-                                f"the saved Idempotency-Key was refused with this request ({exc}); the task "
-                                "of the earlier run may exist",
-                                idempotency_key=key,
-                            ) from exc
-                        if not isinstance(exc, errors.SubmissionUnknownError):
-                            self._settle(estimate, 0.0)  # certainly not created
-                        raise  # an unknown outcome keeps its estimate committed: the task may exist
-                    submitted_at = time.monotonic()
-                    task_id = known.id
-                    reserved = _reserved(known)
-                    self._learn_price(reserved, probe=probe)
-                    self._settle(estimate, reserved if reserved is not None else estimate)
-                    estimate = reserved if reserved is not None else estimate
-                    self.stats.submitted += 1
-                    if journal is not None:
-                        await journal.submitted(index, task_id, reserved)
-                final = await self._client._wait(task_id, known, submitted_at, self._timeout, None, False)
+            return await self._engine.run(
+                request,
+                key=plan.key,
+                task_id=plan.task_id,
+                timeout=self._timeout,
+                on_created=functools.partial(self._created, index, plan),
+            )
+        except Exception as exc:
+            if plan.created or plan.task_id is not None:
+                raise  # the task exists: its credits stay committed until it is seen final
+            if plan.resumed and isinstance(exc, errors.ConflictError):
+                # The saved key with another body (e.g. a different callback URL this run): the task of the
+                # first run may exist, so this is unknown, not a refusal. Its estimate stays committed.
+                if plan.probe:
+                    self._end_probe()
+                raise errors.SubmissionUnknownError(
+                    f"the saved Idempotency-Key was refused with this request ({exc}); the task "
+                    "of the earlier run may exist",
+                    idempotency_key=plan.key,
+                ) from exc
+            if isinstance(exc, errors.SubmissionUnknownError):
+                if plan.probe:
+                    self._end_probe()  # an unknown outcome keeps its estimate: the task may exist
+                raise
+            self._not_created(plan)
+            raise
+        except BaseException:
+            if not plan.created and plan.task_id is None:
+                self._not_created(plan)
+            raise
         finally:
             self.stats.in_flight -= 1
-        if final.status is not TaskStatus.COMPLETED:
-            self._settle(estimate, 0.0)  # failed and cancelled tasks are refunded
-            if journal is not None:
-                await journal.finished(index, state="failed", task_json=task_to_wire(final), credits=0.0)
-            failure = errors.TaskCancelledError if final.status is TaskStatus.CANCELLED else errors.TaskFailedError
-            return Outcome(index=index, input=item, request=request, task=final, error=failure(final), resumed=resumed)
-        charged = _charged(final, estimate)
-        self._settle(estimate, charged)
-        return await self._finish_completed(index, item, request, final, charged, resumed=resumed)
+
+    def _not_created(self, plan: _Plan) -> None:
+        """The create certainly did not happen: give its credits back, and its probe turn."""
+        self._settle(plan.estimate, 0.0)
+        plan.estimate = 0.0
+        if plan.probe:
+            self._end_probe()  # others wait on the probe: never leave them waiting
+
+    async def _created(self, index: int, plan: _Plan, task: Task) -> None:
+        """The engine's hook once the create answered: learn the price, settle the estimate, record the id."""
+        plan.created = True
+        reserved = _reserved(task)
+        self._learn_price(reserved, probe=plan.probe)
+        actual = reserved if reserved is not None else plan.estimate
+        self._settle(plan.estimate, actual)
+        plan.estimate = actual
+        self.stats.submitted += 1
+        if self._journal is not None:
+            await self._journal.submitted(index, task.id, reserved)
 
     async def _finish_completed(
         self, index: int, item: Any, request: ImageRequest, task: Task, credits: float, *, resumed: bool
@@ -415,34 +458,27 @@ class BatchRun:
         error: Exception | None = None
         if self._download_to is not None:
             try:
-                files = tuple(await self._client.download(task, self._download_to))
+                files = tuple(await self._downloader.download(task, self._download_to))
             except Exception as exc:  # DownloadError, or anything else: the completed, paid task is kept
                 error = exc  # the task stays in the outcome: its URLs are valid for 24 h
         if self._journal is not None:
             await self._journal.finished(
                 index, state="completed", task_json=task_to_wire(task), files=[str(f) for f in files], credits=credits
             )
-        return Outcome(index=index, input=item, request=request, task=task, error=error, files=files, resumed=resumed)
+        return Outcome(index, item, request, task=task, error=error, files=files, resumed=resumed)
 
-    async def _resume_final(
-        self,
-        index: int,
-        item: Any,
-        request: ImageRequest,
-        task_json: dict[str, Any],
-        files: tuple[str, ...],
-        credits: float | None,
-    ) -> Outcome:
-        task = structure_task(task_json)
+    async def _resume_final(self, index: int, item: Any, request: ImageRequest, entry: JournalEntry) -> Outcome:
+        assert entry.task_json is not None
+        task = structure_task(entry.task_json)
         self.stats.resumed += 1
-        if task.status is not TaskStatus.COMPLETED:
-            failure = errors.TaskCancelledError if task.status is TaskStatus.CANCELLED else errors.TaskFailedError
-            return Outcome(index=index, input=item, request=request, task=task, error=failure(task), resumed=True)
+        failure = failure_of(task)
+        if failure is not None:
+            return Outcome(index, item, request, task=task, error=failure, resumed=True)
         # Its credits were counted from the journal when the run started.
-        paths = tuple(Path(f) for f in files)
+        paths = tuple(Path(f) for f in entry.files)
         if self._download_to is not None and (not paths or not all(p.exists() for p in paths)):
-            return await self._finish_completed(index, item, request, task, credits or 0.0, resumed=True)
-        return Outcome(index=index, input=item, request=request, task=task, files=paths, resumed=True)
+            return await self._finish_completed(index, item, request, task, entry.credits or 0.0, resumed=True)
+        return Outcome(index, item, request, task=task, files=paths, resumed=True)
 
     # -- the budget ----------------------------------------------------------------------------------
 
@@ -496,3 +532,16 @@ def _charged(task: Task, estimate: float) -> float:
     if usage is not None and usage.credits_used is not None and math.isfinite(usage.credits_used):
         return usage.credits_used
     return estimate
+
+
+def _check_options(
+    inputs: object, max_in_flight: int | None, budget: float | None, timeout: float | None, fields: Mapping[str, Any]
+) -> None:
+    if max_in_flight is not None and max_in_flight < 1:
+        raise errors.ValidationError("max_in_flight", f"must be >= 1, got {max_in_flight!r}")
+    if budget is not None and not budget >= 0:
+        raise errors.ValidationError("budget", f"must be >= 0 credits, got {budget!r}")
+    check_timeout(timeout)
+    check_field_names(fields, options=BATCH_OPTIONS)
+    if isinstance(inputs, (str, bytes)):
+        raise errors.ValidationError("requests", "must be an iterable of prompts, not a single string")

@@ -20,7 +20,7 @@ import anyio
 
 from . import errors
 from ._config import RetryPolicy, Timeouts
-from ._retry import backoff_delay, parse_retry_after
+from ._retry import parse_retry_after, retrying
 from ._version import __version__
 from .models import Task
 
@@ -45,11 +45,11 @@ def safe_stem(text: str) -> str:
     return stem[:120]
 
 
-class _Transient(Exception):
-    def __init__(self, error: errors.DownloadError, retry_after: float | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
+def _decide(exc: Exception) -> bool | float:
+    """The retry hook for downloads: transient DownloadErrors only, after what the host asked if it did."""
+    if not isinstance(exc, errors.DownloadError) or not exc.transient:
+        return False
+    return exc.retry_after if exc.retry_after is not None else True
 
 
 class Downloader:
@@ -68,7 +68,6 @@ class Downloader:
         self._max_connections = max_connections
         self.max_bytes = max_bytes
         self._session: aiohttp.ClientSession | None = None
-        self.files_written = 0
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -86,66 +85,56 @@ class Downloader:
 
     async def download(self, task: Task, directory: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
         """Save every result of ``task`` into ``directory``; return the paths in result order."""
-        if not task.results:
-            raise errors.DownloadError(f"task is {task.raw_status} and has no results to download", task_id=task.id)
-        folder = Path(directory)
-        try:
-            await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-            stem = safe_stem(task.id)
-            paths = []
-            for index, url in enumerate(task.results):
-                paths.append(await self._download_one(task.id, url, folder, f"{stem}-{index}", overwrite))
-        except OSError as exc:
-            # A local problem (not a folder, no space, no permission): still ours, still with the task id.
-            raise errors.DownloadError(f"cannot save into {folder}: {exc}", task_id=task.id) from exc
-        return paths
+        with errors.task_context(task.id):
+            if not task.results:
+                raise errors.DownloadError(f"task is {task.raw_status} and has no results to download")
+            folder = Path(directory)
+            try:
+                await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+                stem = safe_stem(task.id)
+                return [
+                    await self._download_one(url, folder, f"{stem}-{index}", overwrite)
+                    for index, url in enumerate(task.results)
+                ]
+            except OSError as exc:
+                # A local problem (not a folder, no space, no permission): still ours, still with the task id.
+                raise errors.DownloadError(f"cannot save into {folder}: {exc}") from exc
 
-    async def _download_one(self, task_id: str, url: str, folder: Path, stem: str, overwrite: bool) -> Path:
+    async def _download_one(self, url: str, folder: Path, stem: str, overwrite: bool) -> Path:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise errors.DownloadError(
-                f"refusing to download a non-http(s) URL: {url[:100]!r}", task_id=task_id, url=url
-            )
+            raise errors.DownloadError(f"refusing to download a non-http(s) URL: {url[:100]!r}", url=url)
         if not overwrite:
             for ext in set(_EXTENSIONS.values()):
                 existing = folder / f"{stem}{ext}"
                 if await anyio.Path(existing).exists():
                     return existing  # already saved by an earlier run: the final name only ever holds whole files
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._fetch(task_id, url, folder, stem)
-            except _Transient as exc:
-                if attempt >= self._retry.max_attempts:
-                    raise exc.error from exc.error.__cause__
-                delay = backoff_delay(self._retry, attempt, exc.retry_after)
-                log.info("download of %s failed (%s); retry %d in %.2fs", url, exc.error, attempt, delay)
-                await anyio.sleep(delay)
+        return await retrying(
+            self._retry, lambda: self._fetch(url, folder, stem), _decide, what=f"download of {url[:100]}"
+        )
 
-    async def _fetch(self, task_id: str, url: str, folder: Path, stem: str) -> Path:
+    async def _fetch(self, url: str, folder: Path, stem: str) -> Path:
         session = self._get_session()
         timeout = aiohttp.ClientTimeout(total=self._timeouts.request, connect=self._timeouts.connect)
         tmp = folder / f".{stem}.{secrets.token_hex(4)}.part"
         try:
             async with session.get(url, timeout=timeout) as resp:
                 if resp.status == 429 or resp.status >= 500:
-                    raise _Transient(
-                        errors.DownloadError(f"result host answered {resp.status}", task_id=task_id, url=url),
-                        parse_retry_after(resp.headers.get("retry-after")),
+                    raise errors.DownloadError(
+                        f"result host answered {resp.status}",
+                        url=url,
+                        transient=True,
+                        retry_after=parse_retry_after(resp.headers.get("retry-after")),
                     )
                 if resp.status != 200:
-                    raise errors.DownloadError(
-                        f"result host answered {resp.status} (links expire after 24 h)", task_id=task_id, url=url
-                    )
+                    raise errors.DownloadError(f"result host answered {resp.status} (links expire after 24 h)", url=url)
                 content_type = resp.content_type.lower()
                 ext = _EXTENSIONS.get(content_type)
                 if ext is None:
-                    raise errors.DownloadError(f"result is {content_type!r}, not an image", task_id=task_id, url=url)
+                    raise errors.DownloadError(f"result is {content_type!r}, not an image", url=url)
                 if resp.content_length is not None and resp.content_length > self.max_bytes:
                     raise errors.DownloadError(
                         f"result is {resp.content_length} bytes, over the {self.max_bytes}-byte cap",
-                        task_id=task_id,
                         url=url,
                     )
                 size = 0
@@ -153,27 +142,22 @@ class Downloader:
                     async for chunk in resp.content.iter_chunked(_CHUNK):
                         size += len(chunk)
                         if size > self.max_bytes:
-                            raise errors.DownloadError(
-                                f"result exceeds the {self.max_bytes}-byte cap", task_id=task_id, url=url
-                            )
+                            raise errors.DownloadError(f"result exceeds the {self.max_bytes}-byte cap", url=url)
                         await fh.write(chunk)
                 if resp.content_length is not None and size != resp.content_length:
-                    raise _Transient(
-                        errors.DownloadError(
-                            f"result truncated: {size} of {resp.content_length} bytes", task_id=task_id, url=url
-                        )
+                    raise errors.DownloadError(
+                        f"result truncated: {size} of {resp.content_length} bytes", url=url, transient=True
                     )
             final = folder / f"{stem}{ext}"
             # Rename is atomic on one file system: the final name never holds a partial image.
             await anyio.to_thread.run_sync(os.replace, tmp, final)
-            self.files_written += 1
             return final
         except (aiohttp.ClientError, OSError, TimeoutError, asyncio.TimeoutError) as exc:
-            err = errors.DownloadError(f"download failed: {type(exc).__name__}: {exc}", task_id=task_id, url=url)
-            err.__cause__ = exc
-            if isinstance(exc, OSError) and not isinstance(exc, aiohttp.ClientError):
-                raise err from exc  # a local disk problem: retrying will not help
-            raise _Transient(err) from exc
+            # The network (and a timeout) may recover; a local disk problem will not.
+            local = isinstance(exc, OSError) and not isinstance(exc, (aiohttp.ClientError, TimeoutError))
+            raise errors.DownloadError(
+                f"download failed: {type(exc).__name__}: {exc}", url=url, transient=not local
+            ) from exc
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.Path(tmp).unlink(missing_ok=True)

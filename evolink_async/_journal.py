@@ -35,13 +35,9 @@ CREATE TABLE IF NOT EXISTS items (
     task_json TEXT,
     files TEXT,
     credits REAL,
-    error TEXT,
     updated REAL NOT NULL
 );
 """
-
-#: planned: key saved, create maybe sent; submitted: task id known; completed / failed: final.
-STATES = ("planned", "submitted", "completed", "failed")
 
 
 def fingerprint(body: dict[str, Any]) -> str:
@@ -51,7 +47,8 @@ def fingerprint(body: dict[str, Any]) -> str:
 
 @attrs.frozen
 class JournalEntry:
-    """One input's row."""
+    """One input's row. ``state``: planned (key saved, create maybe sent), submitted (task id known),
+    completed or failed (final)."""
 
     index: int
     fingerprint: str
@@ -61,7 +58,6 @@ class JournalEntry:
     task_json: dict[str, Any] | None
     files: tuple[str, ...]
     credits: float | None
-    error: str | None
 
 
 class Journal:
@@ -106,7 +102,7 @@ class Journal:
     async def get(self, index: int) -> JournalEntry | None:
         row = await self._run(
             lambda c: c.execute(
-                "SELECT idx, fingerprint, idempotency_key, task_id, state, task_json, files, credits, error "
+                "SELECT idx, fingerprint, idempotency_key, task_id, state, task_json, files, credits "
                 "FROM items WHERE idx = ?",
                 (index,),
             ).fetchone()
@@ -122,7 +118,6 @@ class Journal:
             task_json=json.loads(row[5]) if row[5] else None,
             files=tuple(json.loads(row[6])) if row[6] else (),
             credits=row[7],
-            error=row[8],
         )
 
     async def plan(self, index: int, fp: str, key: str) -> None:
@@ -150,18 +145,15 @@ class Journal:
         task_json: dict[str, Any] | None,
         files: Sequence[str] = (),
         credits: float | None = None,
-        error: str | None = None,
     ) -> None:
         await self._run(
             lambda c: c.execute(
-                "UPDATE items SET state = ?, task_json = ?, files = ?, credits = ?, error = ?, updated = ? "
-                "WHERE idx = ?",
+                "UPDATE items SET state = ?, task_json = ?, files = ?, credits = ?, updated = ? WHERE idx = ?",
                 (
                     state,
                     json.dumps(task_json) if task_json else None,
                     json.dumps(list(files)),
                     credits,
-                    error,
                     time.time(),
                     index,
                 ),
@@ -176,8 +168,3 @@ class Journal:
             ).fetchone()[0]
         )
         return float(total)
-
-    async def counts(self) -> dict[str, int]:
-        """How many inputs are in each state."""
-        rows = await self._run(lambda c: c.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall())
-        return {state: count for state, count in rows}

@@ -13,61 +13,28 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import random
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote
 
 import anyio
 import attrs
 
 from . import errors
+from ._api import API
+from ._callbacks import CallbackRegistry
 from ._config import PollPolicy, Timeouts
 from ._converter import batch_items, structure_task
-from ._http import HTTPClient
+from ._schedule import next_delay, safety_net_delay
 from .models import Task
 
-__all__ = ("Poller", "Watch", "next_delay", "safety_net_delay")
+__all__ = ("Poller", "Watch")
 
 log = logging.getLogger("evolink_async")
 
 _MAX_ELAPSED_TRUSTED = 7 * 24 * 3600.0
 # Batch reads that fail in a row (after the endpoint once worked) before the tasks are read one by one.
 _BATCH_FAILURES_BEFORE_FALLBACK = 3
-
-
-def next_delay(
-    policy: PollPolicy,
-    *,
-    elapsed: float,
-    estimated: float | None,
-    progress: int | None,
-    rng: Callable[[], float] = random.random,
-) -> float:
-    """Seconds until a task should next be read, from what its last read told us.
-
-    - progress between 0 and 100: it predicts the total duration (``elapsed / progress``), so aim
-      just past the predicted finish;
-    - no progress yet: first look at ``first_check`` of the estimate, then just past the estimate;
-    - past the estimate with nothing to go on: back off in proportion to the time already spent.
-    Clamped to [min_interval, max_interval] and jittered so tasks submitted together spread out.
-    """
-    # 0 is a real estimate ("about instant"): the first read then comes at min_interval.
-    estimate = estimated if estimated is not None and estimated >= 0 else policy.default_estimate
-    if progress is not None and 0 < progress < 100 and elapsed > 0:
-        total = elapsed * 100.0 / progress
-        delay = total - elapsed + policy.finish_margin * total
-    elif elapsed < estimate * policy.first_check:
-        delay = estimate * policy.first_check - elapsed
-    elif elapsed < estimate:
-        delay = estimate - elapsed + policy.finish_margin * estimate
-    else:
-        delay = elapsed * policy.overdue_factor
-    # Never re-read faster than a small fraction of the time the task has already taken.
-    floor = max(policy.min_interval, 0.03 * elapsed)
-    delay = min(policy.max_interval, max(floor, delay))
-    return delay * (1.0 + policy.jitter * (2.0 * rng() - 1.0))
 
 
 _event_type: type[anyio.Event] | None = None
@@ -87,46 +54,22 @@ def _new_event() -> anyio.Event:
     return event
 
 
-def safety_net_delay(
-    policy: PollPolicy, *, elapsed: float, estimated: float | None, rng: Callable[[], float] = random.random
-) -> float:
-    """Seconds until the next read of a task whose completion a callback should announce.
-
-    Delivery can fail, so such a task is still read — but first well after its estimate
-    (``callback_grace`` times the estimate + ``callback_slack``), then sparsely (half the time elapsed, at
-    most ``callback_max_interval``).
-    """
-    estimate = estimated if estimated is not None and estimated > 0 else policy.default_estimate
-    first = min(estimate * policy.callback_grace + policy.callback_slack, policy.callback_max_interval)
-    delay = (
-        first - elapsed if elapsed < first else min(policy.callback_max_interval, max(policy.max_interval, elapsed / 2))
-    )
-    delay = max(policy.min_interval, delay)
-    return delay * (1.0 + policy.jitter * (2.0 * rng() - 1.0))
-
-
-@attrs.define(eq=False)
+@attrs.define(eq=False, slots=True)
 class Watch:
-    """The poller's record of one task that someone is waiting on."""
+    """The poller's record of one task that someone is waiting on: only what polling needs."""
 
     task_id: str
     started: float
     task: Task | None = None
     error: errors.EvolinkError | None = None
-    version: int = 0
+    #: How many waiters share this watch.
     refs: int = 0
-    reads: int = 0
+    #: Reads that failed in a row (they back the schedule off).
     failures: int = 0
     due: float = 0.0
     reading: bool = False
     #: Submitted with our callback URL: the poller keeps only a slow safety-net schedule for it.
     callback: bool = False
-    #: A receiver's confirmation read is running or scheduled; ``recheck``: another callback came meanwhile.
-    confirming: bool = False
-    recheck: bool = False
-    #: A callback named this task (true or not): the poller finding it final is then no sign of a lost receiver.
-    announced: bool = False
-    confirmed_at: float = float("-inf")
     #: Set (and dropped) on every change; made only when someone sleeps on it, since most reads find
     #: nobody asleep yet and an Event per read is a measurable cost in large batches.
     _changed: anyio.Event | None = None
@@ -143,13 +86,10 @@ class Watch:
 
     def update(self, task: Task) -> None:
         self.task = task
-        self.version += 1
         self._wake()
 
     def fail(self, error: errors.EvolinkError) -> None:
         if self.error is None:
-            if error.task_id is None:
-                error.task_id = self.task_id
             self.error = error
             self._wake()
 
@@ -164,12 +104,14 @@ class Poller:
 
     def __init__(
         self,
-        http: HTTPClient,
+        api: API,
         policy: PollPolicy,
         timeouts: Timeouts,
+        callbacks: CallbackRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._http = http
+        self._api = api
+        self._callbacks = callbacks
         self.policy = policy
         self._timeouts = timeouts
         self._clock = clock
@@ -199,9 +141,10 @@ class Poller:
 
     # -- waiters' side -------------------------------------------------------------------------
 
-    def get(self, task_id: str) -> Watch | None:
-        """The watch of a task someone is waiting on, if any."""
-        return self._watches.get(task_id)
+    def is_waiting(self, task_id: str) -> bool:
+        """Whether someone waits on this task and it is not settled yet."""
+        w = self._watches.get(task_id)
+        return w is not None and not w.done
 
     def watch(
         self, task_id: str, task: Task | None = None, *, submitted_at: float | None = None, callback: bool = False
@@ -251,7 +194,7 @@ class Poller:
         """Fail every waiter with ``error`` (the client is closing)."""
         self.closed = True
         for w in list(self._watches.values()):
-            w.fail(_copy_error(error, w.task_id))
+            w.fail(_copy_error(error))
 
     # -- scheduling --------------------------------------------------------------------------------
 
@@ -355,13 +298,7 @@ class Poller:
         async with self._reads:
             try:
                 self.requests += 1
-                resp = await self._http.request(
-                    "POST",
-                    "/v1/tasks/batch",
-                    json_body={"task_ids": [w.task_id for w in batch]},
-                    timeout=self._timeouts.poll,
-                    max_attempts=2,
-                )
+                resp = await self._api.get_many([w.task_id for w in batch], timeout=self._timeouts.poll)
                 items = batch_items(resp.data, request_id=resp.request_id)
             except errors.EvolinkError as exc:
                 status = getattr(exc, "status", None)
@@ -416,13 +353,7 @@ class Poller:
         async with self._reads:
             try:
                 self.requests += 1
-                resp = await self._http.request(
-                    "GET",
-                    f"/v1/tasks/{quote(w.task_id, safe='')}",
-                    timeout=self._timeouts.poll,
-                    task_id=w.task_id,
-                    max_attempts=2,
-                )
+                task = await self._api.get(w.task_id, urgent=True, timeout=self._timeouts.poll, max_attempts=2)
             except errors.EvolinkError as exc:
                 if _transient(exc):
                     self._finish_reads([w], exc)
@@ -432,22 +363,14 @@ class Poller:
             except Exception as exc:  # never lose an exception: hand it to the waiter
                 self._deliver_error(w, _unexpected(exc))
                 return
-        try:
-            task = structure_task(resp.data, request_id=resp.request_id)
-        except errors.MalformedResponseError as exc:
-            # Valid JSON of a shape we cannot read: reading again gives the same. Tell the waiter (never a
-            # silent endless wait); the error carries the task id.
-            self._deliver_error(w, exc)
-            return
         self._apply(w, task)
 
     def _apply(self, w: Watch, task: Task) -> None:
         w.reading = False
-        w.reads += 1
         w.failures = 0
         if w.done:
             return
-        if w.callback and task.is_final and not w.announced and not self._callback_miss_reported:
+        if w.callback and task.is_final and not self._callback_miss_reported and not self._announced(w.task_id):
             # Once per client: a hint, since a receiver that is not mounted only shows up as slowness.
             self._callback_miss_reported = True
             log.warning(
@@ -471,15 +394,20 @@ class Poller:
             if not w.done and self._watches.get(w.task_id) is w:
                 self._schedule(w, now + self._delay(w, now))
 
+    def _announced(self, task_id: str) -> bool:
+        return self._callbacks is not None and self._callbacks.announced(task_id)
+
     def _deliver_error(self, w: Watch, exc: errors.EvolinkError) -> None:
         w.reading = False
-        w.fail(_copy_error(exc, w.task_id))
+        w.fail(_copy_error(exc))
 
 
 def _transient(exc: errors.EvolinkError) -> bool:
-    return isinstance(
-        exc, (errors.APIConnectionError, errors.ServerError, errors.RateLimitError, errors.MalformedResponseError)
-    )
+    """Worth reading again later. A garbled body (not JSON: it has an HTTP status) may read fine next time;
+    valid JSON of a shape we cannot read, or about another task, reads the same again: the waiter is told."""
+    if isinstance(exc, errors.MalformedResponseError):
+        return exc.status is not None
+    return isinstance(exc, (errors.APIConnectionError, errors.ServerError, errors.RateLimitError))
 
 
 def _unexpected(exc: Exception) -> errors.EvolinkError:
@@ -488,12 +416,13 @@ def _unexpected(exc: Exception) -> errors.EvolinkError:
     return err
 
 
-def _copy_error(exc: errors.EvolinkError, task_id: str) -> errors.EvolinkError:
-    """A per-task copy, so each waiter raises its own instance carrying its own task id."""
+def _copy_error(exc: errors.EvolinkError) -> errors.EvolinkError:
+    """A per-task copy without a task id, so each waiter raises its own instance; the waiter's
+    ``task_context`` then attaches its own id."""
     cls = type(exc)
     dup = cls.__new__(cls, *exc.args)
     dup.__dict__.update(exc.__dict__)
     dup.args = exc.args
-    dup.task_id = task_id
+    dup.task_id = None
     dup.__cause__ = exc.__cause__
     return dup

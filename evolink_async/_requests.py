@@ -1,4 +1,4 @@
-"""Building requests: ImageRequest from a prompt and keywords, Idempotency-Keys, the in-flight slot."""
+"""Building requests: ImageRequest from a prompt and keywords, Idempotency-Keys, checks of call options."""
 
 from __future__ import annotations
 
@@ -9,13 +9,19 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import anyio
 import attrs
 
 from . import errors
 from .models import ImageRequest
 
-__all__ = ("Slot", "build_request", "check_field_names", "check_idempotency_key", "new_idempotency_key")
+__all__ = (
+    "BATCH_OPTIONS",
+    "build_request",
+    "check_field_names",
+    "check_idempotency_key",
+    "check_timeout",
+    "new_idempotency_key",
+)
 
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._-]{16,96}")
 
@@ -38,44 +44,58 @@ def check_idempotency_key(key: str) -> str:
     return key
 
 
-class Slot:
-    """One in-flight slot, borrowed on behalf of a unique token (a task may hold several)."""
-
-    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
-        self._limiter = limiter
-        self._token = object()
-
-    async def __aenter__(self) -> None:
-        try:
-            # A free slot is taken at once; only a full limiter costs a wait (and an event-loop round trip).
-            self._limiter.acquire_on_behalf_of_nowait(self._token)
-        except anyio.WouldBlock:
-            await self._limiter.acquire_on_behalf_of(self._token)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._limiter.release_on_behalf_of(self._token)
-
-
 _REQUEST_FIELDS = frozenset(f.name for f in attrs.fields(ImageRequest))
 
 
-def check_field_names(fields: Mapping[str, Any]) -> None:
-    """Keyword fields must be ImageRequest fields: a typo (``sise=``) fails here instead of being sent."""
+#: The options of generate_many / generate_all (not request fields): a typo of one is named as such.
+BATCH_OPTIONS = frozenset({"max_in_flight", "budget", "cost_per_task", "download_to", "journal", "timeout"})
+
+
+def check_field_names(fields: Mapping[str, Any], *, options: frozenset[str] = frozenset()) -> None:
+    """Keyword fields must be ImageRequest fields: a typo (``sise=``) fails here instead of being sent.
+
+    ``options``: the call's own option names, so that a misspelled option is suggested as that option.
+    """
     for name in fields:
-        if name not in _REQUEST_FIELDS:
-            close = difflib.get_close_matches(name, sorted(_REQUEST_FIELDS), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise errors.ValidationError(
-                name, f"is not a request field ({hint}pass body fields the SDK does not know as extra={{...}})"
-            )
+        if name in _REQUEST_FIELDS:
+            continue
+        close = difflib.get_close_matches(name, sorted(_REQUEST_FIELDS | options), n=1)
+        if close and close[0] in options:
+            raise errors.ValidationError(name, f"is not an option of this call (did you mean {close[0]!r}?)")
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise errors.ValidationError(
+            name, f"is not a request field ({hint}pass body fields the SDK does not know as extra={{...}})"
+        )
 
 
-def build_request(request: ImageRequest | str, fields: Mapping[str, Any], *, strict: bool = True) -> ImageRequest:
-    """An ImageRequest from a prompt or request plus fields.
+def check_timeout(timeout: float | None) -> None:
+    if timeout is not None and not timeout > 0:
+        raise errors.ValidationError("timeout", f"must be > 0 seconds or None, got {timeout!r}")
+
+
+def _pick_request(request: ImageRequest | str | None, prompt: str | None) -> ImageRequest | str:
+    """The request of a call that takes it positionally or as ``prompt=`` (the openai habit), not both."""
+    if request is not None and prompt is not None:
+        raise errors.ValidationError("prompt", "given twice: pass the prompt positionally or as prompt=, not both")
+    chosen = request if request is not None else prompt
+    if chosen is None:
+        raise errors.ValidationError("prompt", "is required: pass a prompt (or an ImageRequest)")
+    return chosen
+
+
+def build_request(
+    request: ImageRequest | str | None,
+    fields: Mapping[str, Any],
+    *,
+    strict: bool = True,
+    prompt: str | None = None,
+) -> ImageRequest:
+    """An ImageRequest from a prompt or request (or ``prompt=``) plus fields.
 
     ``strict`` (keyword arguments): unknown names are an error. Not strict (a JSON object of request fields,
     e.g. a line of a batch file): unknown names are body fields the SDK does not know, sent as ``extra``.
     """
+    request = _pick_request(request, prompt)
     if not isinstance(request, (ImageRequest, str)):
         raise errors.ValidationError(
             "request", f"must be a prompt string or an ImageRequest, got {type(request).__name__}"

@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-import anyio
-import attrs
+from ._callbacks import CallbackRegistry, CallbackStats
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from ._client import AsyncClient
-    from ._poller import Watch
-
-__all__ = ("CallbackReceiver", "CallbackStats")
+__all__ = ("CallbackReceiver",)
 
 log = logging.getLogger("evolink_async")
 
@@ -33,17 +28,8 @@ ASGIMessage = MutableMapping[str, Any]
 ASGIReceive = Callable[[], Awaitable[ASGIMessage]]
 ASGISend = Callable[[ASGIMessage], Awaitable[None]]
 
-
-@attrs.define
-class CallbackStats:
-    """What the receiver has seen."""
-
-    received: int = 0
-    confirmed: int = 0
-    ignored: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    confirm_failures: int = 0
+# The registry's verdict on a callback, as the HTTP answer EvoLink gets.
+_ANSWERS = {"ignored": 202, "duplicate": 202, "accepted": 202, "closing": 503}
 
 
 class CallbackReceiver:
@@ -54,15 +40,27 @@ class CallbackReceiver:
     a Starlette ``Route``; see examples/fastapi_app.py), at the URL given to the client as ``callback_url``.
     """
 
-    def __init__(self, client: AsyncClient, *, max_body_bytes: int = 256 * 1024, min_confirm_interval: float = 1.0):
-        self._client = client
+    def __init__(self, registry: CallbackRegistry, *, max_body_bytes: int = 256 * 1024) -> None:
+        self._registry = registry
         self.max_body_bytes = max_body_bytes
-        self.min_confirm_interval = min_confirm_interval
-        self.stats = CallbackStats()
 
     def __repr__(self) -> str:
         s = self.stats
         return f"<CallbackReceiver received={s.received} confirmed={s.confirmed} ignored={s.ignored}>"
+
+    @property
+    def stats(self) -> CallbackStats:
+        """What the receiver has seen (shared with the client's callback registry)."""
+        return self._registry.stats
+
+    @property
+    def min_confirm_interval(self) -> float:
+        """Seconds between two confirmation reads of one task (callbacks sooner than that wait for it)."""
+        return self._registry.min_confirm_interval
+
+    @min_confirm_interval.setter
+    def min_confirm_interval(self, seconds: float) -> None:
+        self._registry.min_confirm_interval = seconds
 
     # -- the framework-free core -----------------------------------------------------------------
 
@@ -76,69 +74,13 @@ class CallbackReceiver:
         task_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id or len(task_id) > 200:
             return self._reject("body has no task id")
-        poller = self._client._poller
-        watch = poller.get(task_id)
-        if watch is None and task_id in self._client._callback_ids:
-            # Ours, but nobody waits yet (submit() now, wait() later): remember it, so the wait reads at once
-            # instead of leaning on the safety net. Bounded: only ids this client created are kept.
-            self._client._callback_ids[task_id] = True
-        if watch is None or watch.done:
-            # Not ours (or already settled): acknowledge so EvoLink stops retrying, and keep nothing.
-            self.stats.ignored += 1
-            log.debug("callback for task %s ignored: not waiting on it", task_id)
-            return 202, {"status": "ignored"}
-        watch.announced = True
-        if watch.confirming:
-            # A confirmation is running or scheduled: have one more read follow it, so that a genuine
-            # callback arriving just after a forged or duplicate one is never lost. Still one read at a time.
-            watch.recheck = True
-            self.stats.duplicates += 1
-            return 202, {"status": "duplicate"}
-        # At most one read per min_confirm_interval: a callback sooner than that is confirmed when it ends.
-        delay = max(0.0, watch.confirmed_at + self.min_confirm_interval - time.monotonic())
-        watch.confirming = True
-        if not self._client._spawn(self._confirm, task_id, watch, delay):
-            watch.confirming = False
-            return 503, {"status": "closing"}
-        if delay > 0:
-            self.stats.duplicates += 1
-            return 202, {"status": "duplicate"}
-        return 202, {"status": "accepted"}
+        verdict = self._registry.announce(task_id)
+        return _ANSWERS[verdict], {"status": verdict}
 
     def _reject(self, why: str) -> tuple[int, dict[str, str]]:
         self.stats.rejected += 1
         log.info("rejected a callback: %s", why)
         return 400, {"error": why}
-
-    async def _confirm(self, task_id: str, watch: Watch, delay: float) -> None:
-        poller = self._client._poller
-        follow_up = True
-        try:
-            while True:
-                if delay > 0:
-                    await anyio.sleep(delay)
-                if poller.get(task_id) is not watch or watch.done:
-                    return  # nobody waits any more, or a read found it final meanwhile
-                watch.recheck = False
-                try:
-                    # Our own read, with our key: the body of the callback is never used.
-                    await self._client.get_task(task_id)
-                    self.stats.confirmed += 1
-                except Exception as exc:  # whatever a read brings, a callback must not take the client down
-                    # The waiter is not lost: its safety-net polling goes on.
-                    self.stats.confirm_failures += 1
-                    log.info("confirming callback for task %s failed: %s", task_id, exc)
-                finally:
-                    watch.confirmed_at = time.monotonic()
-                if not watch.recheck and (watch.done or not follow_up):
-                    return
-                if not watch.recheck:
-                    # The read says "not yet" although a callback said "done": the server may lag behind
-                    # its own callback. Look once more shortly rather than wait for the safety net.
-                    follow_up = False
-                delay = self.min_confirm_interval
-        finally:
-            watch.confirming = False
 
     # -- aiohttp ----------------------------------------------------------------------------------
 

@@ -32,10 +32,9 @@ Every error that concerns a task carries ``task_id``. Errors raised by a create 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .models import Task
+import contextlib
+from collections.abc import Iterator
+from typing import Any
 
 __all__ = (
     "APIConnectionError",
@@ -62,6 +61,27 @@ __all__ = (
     "ValidationError",
     "WaitTimeoutError",
 )
+
+# Server-side task error codes for which EvoLink says resubmitting may succeed.
+_RETRYABLE_CODES = frozenset(
+    {
+        "generation_failed_no_content",
+        "service_error",
+        "generation_timeout",
+        "resource_exhausted",
+        "quota_exceeded",
+        "service_unavailable",
+        "unknown_error",
+        "upstream_error",
+        "rate_limited",
+        "model_unavailable",
+    }
+)
+
+
+def is_retryable_code(code: str | None) -> bool:
+    """Whether EvoLink documents a task error ``code`` as worth resubmitting."""
+    return code in _RETRYABLE_CODES
 
 
 class EvolinkError(Exception):
@@ -180,14 +200,18 @@ class MalformedResponseError(EvolinkError):
 
 
 class APIConnectionError(EvolinkError):
-    """No usable answer: connection refused, reset or dropped mid-request."""
+    """No usable answer: connection refused, reset or dropped mid-request.
+
+    ``sent`` is False when the request certainly never reached the server (the connection was not made).
+    """
 
     def __init__(
-        self, message: str, *, task_id: str | None = None, idempotency_key: str | None = None
+        self, message: str, *, task_id: str | None = None, idempotency_key: str | None = None, sent: bool = True
     ) -> None:
         super().__init__(message)
         self.task_id = task_id
         self.idempotency_key = idempotency_key
+        self.sent = sent
 
 
 class APITimeoutError(APIConnectionError, TimeoutError):
@@ -207,9 +231,13 @@ class SubmissionUnknownError(EvolinkError):
 
 
 class TaskFailedError(EvolinkError):
-    """The task ended ``failed``. ``task`` is its last state, ``code`` its error code (may be None)."""
+    """The task ended ``failed``. ``task`` is its last state (a :class:`~evolink_async.Task`), ``code`` its
+    error code (may be None)."""
 
-    def __init__(self, task: Task) -> None:
+    # Typed loosely on purpose: this module is the leaf of the package and imports none of it.
+    task: Any
+
+    def __init__(self, task: Any) -> None:
         err = task.error
         self.task = task
         self.task_id = task.id
@@ -221,8 +249,6 @@ class TaskFailedError(EvolinkError):
     @property
     def retryable(self) -> bool:
         """Whether resubmitting may succeed (server-side codes), per EvoLink's table."""
-        from .models import is_retryable_code
-
         return is_retryable_code(self.code)
 
 
@@ -233,21 +259,32 @@ class TaskCancelledError(TaskFailedError):
 class WaitTimeoutError(EvolinkError, TimeoutError):
     """wait() gave up before the task ended. The task may still finish: wait again with ``task_id``."""
 
-    def __init__(self, task_id: str, timeout: float, last: Task | None = None) -> None:
+    def __init__(self, task_id: str, timeout: float, last: Any = None) -> None:
         super().__init__(f"task not finished after {timeout:g} s")
         self.task_id = task_id
         self.timeout = timeout
-        #: The last state seen, if any.
+        #: The last state seen (a :class:`~evolink_async.Task`), if any.
         self.last = last
 
 
 class DownloadError(EvolinkError):
     """A result could not be saved: not an image, too large, gone (links live 24 h), or the host failed."""
 
-    def __init__(self, message: str, *, task_id: str | None = None, url: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_id: str | None = None,
+        url: str | None = None,
+        transient: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.task_id = task_id
         self.url = url
+        #: Worth another attempt (the host failed or cut the file short); ``retry_after``: what the host asked.
+        self.transient = transient
+        self.retry_after = retry_after
 
 
 class BudgetExceededError(EvolinkError):
@@ -261,3 +298,23 @@ class BudgetExceededError(EvolinkError):
 
 class JournalError(EvolinkError):
     """A batch journal cannot be used: unreadable, or written by a different batch."""
+
+
+@contextlib.contextmanager
+def task_context(task_id: str) -> Iterator[None]:
+    """The one place a task id is attached to an error escaping work on that task.
+
+    An EvolinkError without a ``task_id`` gets this one; any other exception (a user's ``on_update``
+    callback failing, say) gets a note, so the id of a paid task is never lost from a traceback.
+    """
+    try:
+        yield
+    except EvolinkError as exc:
+        if exc.task_id is None:
+            exc.task_id = task_id
+        raise
+    except Exception as exc:
+        add_note = getattr(exc, "add_note", None)  # Python >= 3.11
+        if add_note is not None:
+            add_note(f"evolink task_id={task_id}")
+        raise

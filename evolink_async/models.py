@@ -7,18 +7,21 @@ import ipaddress
 import posixpath
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal, TypedDict
 from urllib.parse import unquote, urlsplit
 
 import attrs
 
-from .errors import ValidationError
+from .errors import ValidationError, is_retryable_code
 
 __all__ = (
     "DEFAULT_MODEL",
     "Cost",
     "Credits",
+    "ImageFields",
+    "ImageQuality",
     "ImageRequest",
+    "ImageSize",
     "ModelRules",
     "Task",
     "TaskError",
@@ -59,27 +62,6 @@ KNOWN_MODELS: Mapping[str, ModelRules] = {
     ),
     "gemini-2.5-flash-image": ModelRules(prompt_max=1000, sizes=None, qualities=None, max_image_urls=10),
 }
-
-# Server-side task error codes for which EvoLink says resubmitting may succeed.
-_RETRYABLE_CODES = frozenset(
-    {
-        "generation_failed_no_content",
-        "service_error",
-        "generation_timeout",
-        "resource_exhausted",
-        "quota_exceeded",
-        "service_unavailable",
-        "unknown_error",
-        "upstream_error",
-        "rate_limited",
-        "model_unavailable",
-    }
-)
-
-
-def is_retryable_code(code: str | None) -> bool:
-    """Whether EvoLink documents a task error ``code`` as worth resubmitting."""
-    return code in _RETRYABLE_CODES
 
 
 class TaskStatus(str, enum.Enum):
@@ -184,7 +166,10 @@ class Task:
         """``created`` as an aware UTC datetime."""
         if self.created is None:
             return None
-        return datetime.fromtimestamp(self.created, tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(self.created, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):  # absurd timestamps: lenient, like every other field
+            return None
 
 
 @attrs.frozen(kw_only=True)
@@ -197,6 +182,29 @@ class Credits:
     key_used: float | None = None
     key_unlimited: bool | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+
+#: Sizes the known models document (each model accepts its own subset; checked when a request is built).
+ImageSize = Literal[
+    "auto", "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9", "1:4", "4:1", "1:8", "8:1"
+]
+#: Qualities the known models document.
+ImageQuality = Literal["0.5K", "1K", "2K", "4K"]
+
+
+class ImageFields(TypedDict, total=False):
+    """The keyword fields of ``generate``/``submit`` (``**fields``), typed for mypy and pyright.
+
+    A size or quality this SDK does not know yet still goes through an :class:`ImageRequest` built by hand.
+    """
+
+    model: str
+    size: ImageSize
+    quality: ImageQuality
+    image_urls: Iterable[str]
+    callback_url: str
+    model_params: Mapping[str, Any]
+    extra: Mapping[str, Any]
 
 
 def _check_callback_url(url: str) -> None:

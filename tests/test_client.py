@@ -531,7 +531,7 @@ async def test_repr_shows_in_flight_and_waiting_counts_and_never_the_key(
         assert "in_flight=2/" in text
         assert "waiting=2" in text
         assert fake.api_key not in text
-        assert fake.api_key not in repr(client._http)
+        assert fake.api_key not in repr(client._api.transport)
         assert "in_flight=0/" in repr(client)
     assert "closed" in repr(client)
     assert fake.api_key not in repr(client)

@@ -11,7 +11,7 @@ import pytest
 from conftest import until
 
 import evolink_async as evo
-from evolink_async._limits import RateLimiter
+from evolink_async._pace import RateLimiter
 from evolink_async.testing import FakeEvolink, Fault
 
 MakeClient = Callable[..., evo.AsyncClient]

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import evolink_async as evo
-from evolink_async._poller import next_delay
+from evolink_async._schedule import next_delay
 from evolink_async.testing import FakeEvolink, Fault, TaskPlan
 
 MakeClient = Callable[..., evo.AsyncClient]
@@ -310,4 +310,4 @@ async def test_a_batch_endpoint_that_never_works_falls_back_to_per_task_reads(
         tasks = await generate_all(client, [f"[duration:0.2] fallback {i}" for i in range(4)])
     assert all(t.status is evo.TaskStatus.COMPLETED for t in tasks)
     assert fake.stats.read_requests >= 4
-    assert client._poller.batch_supported is False
+    assert client._engine.poller.batch_supported is False

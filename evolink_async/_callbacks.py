@@ -1,0 +1,162 @@
+"""Callback bookkeeping, in one place: which tasks expect a callback, and confirming the ones that came.
+
+EvoLink signs nothing, so a callback is only a hint. The registry knows the ids this client created with its
+callback URL (bounded: the oldest are forgotten and then simply poll). When a callback names a task someone is
+waiting on, the registry confirms it with one read of our own — at most one read at a time per task, and at
+most one per ``min_confirm_interval`` — and that read, not the callback's body, resolves the waiter.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import attrs
+
+__all__ = ("CallbackRegistry", "CallbackStats")
+
+log = logging.getLogger("evolink_async")
+
+_MAX_EXPECTED = 100_000
+
+
+@attrs.define
+class CallbackStats:
+    """What the receiver has seen."""
+
+    received: int = 0
+    confirmed: int = 0
+    ignored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    confirm_failures: int = 0
+
+
+@attrs.define(slots=True)
+class _Expected:
+    """One task created with our callback URL."""
+
+    #: A callback named it (true or not): the poller finding it final is then no sign of a lost receiver.
+    announced: bool = False
+    #: A confirmation read is running or scheduled; ``recheck``: another callback came meanwhile.
+    confirming: bool = False
+    recheck: bool = False
+    confirmed_at: float = float("-inf")
+
+
+class CallbackRegistry:
+    """The tasks that expect a callback, and the confirmation of callbacks that arrive.
+
+    The engine binds three functions: ``read(task_id)`` (a status read that also updates waiters),
+    ``waiting(task_id)`` (someone waits on it and it is not settled), ``spawn(fn, *args)`` (run work that
+    outlives a web request; False once the client is closing).
+    """
+
+    def __init__(
+        self,
+        *,
+        read: Callable[[str], Awaitable[Any]],
+        waiting: Callable[[str], bool],
+        spawn: Callable[..., bool],
+        min_confirm_interval: float = 1.0,
+        max_expected: int = _MAX_EXPECTED,
+    ) -> None:
+        self._read = read
+        self._waiting = waiting
+        self._spawn = spawn
+        self.min_confirm_interval = min_confirm_interval
+        self._max = max_expected
+        self._expected: OrderedDict[str, _Expected] = OrderedDict()
+        self.stats = CallbackStats()
+
+    def __repr__(self) -> str:
+        return f"<CallbackRegistry expected={len(self._expected)} {self.stats}>"
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._expected
+
+    def __len__(self) -> int:
+        return len(self._expected)
+
+    def expect(self, task_id: str) -> None:
+        """``task_id`` was created with our callback URL: its waits lean on callbacks, not polling."""
+        self._expected[task_id] = _Expected()
+        if len(self._expected) > self._max:
+            self._expected.popitem(last=False)
+
+    def announced(self, task_id: str) -> bool:
+        """Whether a callback named this task."""
+        state = self._expected.get(task_id)
+        return state is not None and state.announced
+
+    def announce(self, task_id: str) -> str:
+        """A callback named ``task_id``: ``ignored``, ``duplicate``, ``accepted`` or ``closing`` (the verdict)."""
+        state = self._expected.get(task_id)
+        if state is None and self._waiting(task_id):
+            # Waited on, though created with a callback URL of its own request (or by another client).
+            self.expect(task_id)
+            state = self._expected[task_id]
+        if state is not None:
+            # Ours, even if nobody waits yet (submit() now, wait() later): the wait then reads at once
+            # instead of leaning on the safety net.
+            state.announced = True
+        if state is None or not self._waiting(task_id):
+            # Not ours, or nobody waits on it: acknowledge so EvoLink stops retrying, and keep nothing.
+            self.stats.ignored += 1
+            log.debug("callback for task %s ignored: not waiting on it", task_id)
+            return "ignored"
+        if state.confirming:
+            # A confirmation is running or scheduled: have one more read follow it, so that a genuine
+            # callback arriving just after a forged or duplicate one is never lost. Still one read at a time.
+            state.recheck = True
+            self.stats.duplicates += 1
+            return "duplicate"
+        # At most one read per min_confirm_interval: a callback sooner than that is confirmed when it ends.
+        delay = max(0.0, state.confirmed_at + self.min_confirm_interval - time.monotonic())
+        state.confirming = True
+        if not self._spawn(self._confirm, task_id, state, delay):
+            state.confirming = False
+            return "closing"
+        if delay > 0:
+            self.stats.duplicates += 1
+            return "duplicate"
+        return "accepted"
+
+    def _still_waited(self, task_id: str, state: _Expected) -> bool:
+        return self._expected.get(task_id) is state and self._waiting(task_id)
+
+    async def _confirm(self, task_id: str, state: _Expected, delay: float) -> None:
+        follow_up = True
+        try:
+            while True:
+                if delay > 0:
+                    await anyio.sleep(delay)
+                if not self._still_waited(task_id, state):
+                    return  # nobody waits any more, or a read found it final meanwhile
+                state.recheck = False
+                await self._confirm_once(task_id, state)
+                settled = not self._still_waited(task_id, state)
+                if not state.recheck and (settled or not follow_up):
+                    return
+                if not state.recheck:
+                    # The read says "not yet" although a callback said "done": the server may lag behind
+                    # its own callback. Look once more shortly rather than wait for the safety net.
+                    follow_up = False
+                delay = self.min_confirm_interval
+        finally:
+            state.confirming = False
+
+    async def _confirm_once(self, task_id: str, state: _Expected) -> None:
+        try:
+            await self._read(task_id)  # our own read, with our key: the callback's body is never used
+            self.stats.confirmed += 1
+        except Exception as exc:  # whatever a read brings, a callback must not take the client down
+            # The waiter is not lost: its safety-net polling goes on.
+            self.stats.confirm_failures += 1
+            log.info("confirming callback for task %s failed: %s", task_id, exc)
+        finally:
+            state.confirmed_at = time.monotonic()

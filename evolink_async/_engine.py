@@ -1,0 +1,243 @@
+"""The task engine: the one path of a task, from validated request to final state.
+
+    engine.run(request, key)
+      ├─► in-flight slot            (held from create until the task is seen final)
+      ├─► create                    api.create: pace, Idempotency-Key, retries only with the key
+      ├─► register with the poller  one shared loop; callbacks may confirm sooner (the registry)
+      ├─► wait                      on an event the poller sets; errors get the task id (task_context)
+      └─► final Task                failure_of(task) maps a final status to its exception, here only
+
+``AsyncClient``, the batch layer and the callback receiver all go through this module; it owns the client's
+task group (the poller, callback confirmations) and its lifecycle (new → open → closed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from . import errors
+from ._api import API
+from ._callbacks import CallbackRegistry
+from ._config import Limits, PollPolicy, Timeouts
+from ._converter import request_to_wire
+from ._poller import Poller, Watch
+from .models import ImageRequest, Task, TaskStatus
+
+__all__ = ("Engine", "OnUpdate", "Slot", "failure_of")
+
+log = logging.getLogger("evolink_async")
+
+#: ``on_update`` callbacks get each new state of the task; they may be plain or async functions.
+OnUpdate = Callable[[Task], "Awaitable[None] | None"]
+#: Called once a create has answered, before the wait (the batch layer records the task id there).
+OnCreated = Callable[[Task], Awaitable[None]]
+
+_IMAGES_PATH = "/v1/images/generations"
+# A wait without a timeout needs no cancel scope (one per wait adds up over a large batch).
+_NO_SCOPE: contextlib.nullcontext[None] = contextlib.nullcontext()
+
+
+def failure_of(task: Task) -> errors.TaskFailedError | None:
+    """The exception a final status stands for (None for completed): the one mapping of status to error."""
+    if task.status is TaskStatus.CANCELLED:
+        return errors.TaskCancelledError(task)
+    if task.status is TaskStatus.FAILED:
+        return errors.TaskFailedError(task)
+    return None
+
+
+class Slot:
+    """One in-flight slot, borrowed on behalf of a unique token (a task may hold several)."""
+
+    __slots__ = ("_limiter", "_token")
+
+    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
+        self._limiter = limiter
+        self._token = object()
+
+    async def __aenter__(self) -> None:
+        try:
+            # A free slot is taken at once; only a full limiter costs a wait (and an event-loop round trip).
+            self._limiter.acquire_on_behalf_of_nowait(self._token)
+        except anyio.WouldBlock:
+            await self._limiter.acquire_on_behalf_of(self._token)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limiter.release_on_behalf_of(self._token)
+
+
+class Engine:
+    """The path of every task of one client, and the client's background work."""
+
+    def __init__(
+        self, api: API, *, poll: PollPolicy, timeouts: Timeouts, limits: Limits, callback_url: str | None
+    ) -> None:
+        self.api = api
+        self.limits = limits
+        self.callback_url = callback_url
+        self.callbacks = CallbackRegistry(read=self.read, waiting=self._is_waiting, spawn=self.spawn)
+        self.poller = Poller(api, poll, timeouts, self.callbacks)
+        self.slots = anyio.CapacityLimiter(limits.max_in_flight)
+        self.state = "new"  # new -> open -> closed
+        self._task_group: anyio.abc.TaskGroup | None = None
+        # The poller's own scope: close() may run in any task, and cancelling this scope stops only the
+        # poller, whereas the task group's scope also covers the body of the caller's ``async with``.
+        self._poller_scope: anyio.CancelScope | None = None
+
+    def _is_waiting(self, task_id: str) -> bool:
+        return self.poller.is_waiting(task_id)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the poller in a task group of the caller's task (``AsyncClient.__aenter__``)."""
+        if self.state != "new":
+            raise errors.ClientStateError(f"this client is {self.state}; a client can be entered only once")
+        self._poller_scope = anyio.CancelScope()
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._run_poller, self._poller_scope)
+        self.state = "open"
+
+    async def _run_poller(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            await self.poller.run()
+
+    def close(self) -> None:
+        """Stop the poller and fail pending waits (each with its task id). Idempotent; safe from any task."""
+        if self.state == "closed":
+            return
+        self.state = "closed"
+        self.poller.close(errors.ClientStateError("the client was closed while waiting for this task"))
+        if self._poller_scope is not None:
+            self._poller_scope.cancel()
+
+    async def finish(self) -> None:
+        """Leave the task group, in the task that entered it (``AsyncClient.__aexit__``)."""
+        task_group, self._task_group = self._task_group, None
+        if task_group is not None:
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+
+    def check_open(self, *, needs_poller: bool = False) -> None:
+        """Raise ClientStateError when closed, or (``needs_poller``) when never entered."""
+        if self.state == "closed":
+            raise errors.ClientStateError("this client is closed; create a new AsyncClient")
+        if needs_poller and self.state != "open":
+            raise errors.ClientStateError(
+                "waiting needs the shared poller: use `async with AsyncClient() as client:` first"
+            )
+
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> bool:
+        """Run ``fn`` in the client's task group (work that must outlive a web request); False if closed."""
+        if self.state != "open" or self._task_group is None:
+            return False
+        self._task_group.start_soon(fn, *args)
+        return True
+
+    # -- one call each -----------------------------------------------------------------------------
+
+    async def create(self, request: ImageRequest, key: str) -> Task:
+        """Create the task; the client's callback URL goes along unless the request has its own."""
+        self.check_open()
+        body = request_to_wire(request)
+        # The client's callback URL was checked when the client was made (it may be a local test URL).
+        with_callback = self.callback_url is not None and request.callback_url is None
+        if with_callback:
+            body["callback_url"] = self.callback_url
+        created = await self.api.create(_IMAGES_PATH, body, key)
+        if with_callback:
+            self.callbacks.expect(created.task.id)
+        if created.replayed:
+            log.info("create replayed by the server: task %s (idempotency key reused)", created.task.id)
+        return created.task
+
+    async def read(self, task_id: str) -> Task:
+        """One status read; waiters of the task see it too."""
+        self.check_open()
+        task = await self.api.get(task_id, urgent=True)
+        self.poller.observe(task)
+        return task
+
+    async def wait(
+        self,
+        task_id: str,
+        *,
+        known: Task | None = None,
+        submitted_at: float | None = None,
+        timeout: float | None = None,
+        on_update: OnUpdate | None = None,
+    ) -> Task:
+        """Wait, through the shared poller, until the task is final; return it (failed ones too)."""
+        with errors.task_context(task_id):
+            self.check_open(needs_poller=True)
+            expects_callback = task_id in self.callbacks
+            if self.callbacks.announced(task_id):
+                known, submitted_at = None, None  # its callback already came: read it now
+            w = self.poller.watch(task_id, known, submitted_at=submitted_at, callback=expects_callback)
+            try:
+                with anyio.move_on_after(timeout) if timeout is not None else _NO_SCOPE as scope:
+                    await _follow(w, on_update)
+                if scope is not None and scope.cancelled_caught:
+                    raise errors.WaitTimeoutError(task_id, timeout or 0.0, w.task)
+            finally:
+                self.poller.release(w)
+            final = w.task
+            assert final is not None
+            assert final.is_final
+            return final
+
+    # -- the whole path ----------------------------------------------------------------------------
+
+    async def run(
+        self,
+        request: ImageRequest,
+        *,
+        key: str,
+        task_id: str | None = None,
+        timeout: float | None = None,
+        on_update: OnUpdate | None = None,
+        on_created: OnCreated | None = None,
+    ) -> Task:
+        """Slot → create (unless ``task_id`` is known: resume) → wait; the final task, failed ones too."""
+        async with Slot(self.slots):
+            known: Task | None = None
+            submitted_at: float | None = None
+            if task_id is None:
+                known = await self.create(request, key)
+                submitted_at = time.monotonic()
+                task_id = known.id
+                if on_created is not None:
+                    with errors.task_context(task_id):
+                        await on_created(known)
+            return await self.wait(
+                task_id, known=known, submitted_at=submitted_at, timeout=timeout, on_update=on_update
+            )
+
+
+async def _follow(w: Watch, on_update: OnUpdate | None) -> None:
+    """Sleep on the watch until its task is final, telling ``on_update`` of each new state."""
+    seen: tuple[str, int | None] | None = None
+    while True:
+        current = w.task
+        if on_update is not None and current is not None:
+            state = (current.raw_status, current.progress)
+            if state != seen:
+                seen = state
+                result = on_update(current)
+                if inspect.isawaitable(result):
+                    await result
+        if w.error is not None:
+            raise w.error
+        if current is not None and current.is_final:
+            return
+        if w.task is current and w.error is None:
+            await w.changed().wait()

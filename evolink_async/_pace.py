@@ -1,0 +1,113 @@
+"""The client-wide request pace: a token bucket that serves reads before creates, halves on 429, recovers."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import anyio
+
+__all__ = ("RateLimiter",)
+
+
+class _Waiter:
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event: anyio.Event | None = None
+
+
+class RateLimiter:
+    """Token bucket shared by every request of one client::
+
+        await limiter.acquire(urgent=True)    # a status read: goes before every queued create
+
+    ``rate`` None means unpaced, but a 429's ``Retry-After`` still pauses everyone. Waiters are served
+    in order within two queues, urgent first: a read ends a wait and frees a slot, a create only adds
+    work. On 429 the rate halves (down to ``rate / 16``); each success then adds back ``rate / 20``
+    (additive increase, multiplicative decrease), so a client settles just under the server's limit.
+    """
+
+    def __init__(self, rate: float | None, burst: int) -> None:
+        self.nominal = rate
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._updated = time.monotonic()
+        self._paused_until = 0.0
+        self._urgent: deque[_Waiter] = deque()
+        self._normal: deque[_Waiter] = deque()
+        self.slowdowns = 0
+
+    def __repr__(self) -> str:
+        rate = "unpaced" if self.rate is None else f"{self.rate:.3g}/s"
+        return f"<RateLimiter {rate} burst={self.burst} waiting={self.waiting}>"
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for their turn right now."""
+        return len(self._urgent) + len(self._normal)
+
+    def _wait_time(self, now: float) -> float:
+        """Seconds until a token is free (0: now), refilling the bucket first."""
+        if self._paused_until > now:
+            return self._paused_until - now
+        if self.rate is None:
+            return 0.0
+        self._tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+        return 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self.rate
+
+    def _take(self) -> None:
+        if self.rate is not None:
+            self._tokens -= 1.0
+
+    def _head(self) -> _Waiter | None:
+        queue = self._urgent or self._normal
+        return queue[0] if queue else None
+
+    def _wake_head(self) -> None:
+        head = self._head()
+        if head is not None and head.event is not None:
+            head.event.set()
+
+    async def acquire(self, *, urgent: bool = False) -> None:
+        """Wait for this request's turn; ``urgent`` (status reads) go before queued creates."""
+        if not self._urgent and not self._normal and self._wait_time(time.monotonic()) <= 0:
+            self._take()  # nobody queued and a token free: no queue to join, no event-loop round trip
+            return
+        me = _Waiter()
+        queue = self._urgent if urgent else self._normal
+        queue.append(me)
+        try:
+            while True:
+                if self._head() is me:
+                    delay = self._wait_time(time.monotonic())
+                    if delay <= 0:
+                        self._take()
+                        return
+                    # Sleeping on time, not on an event: an urgent request arriving meanwhile becomes the
+                    # head and sleeps on its own; this one finds out when it wakes and steps back.
+                    await anyio.sleep(delay)
+                else:
+                    me.event = anyio.Event()
+                    await me.event.wait()
+        finally:
+            queue.remove(me)
+            self._wake_head()
+
+    def on_rate_limited(self, retry_after: float | None) -> None:
+        """A 429 arrived: slow down, and pause everyone for ``retry_after`` seconds if given."""
+        self.slowdowns += 1
+        now = time.monotonic()
+        if retry_after:
+            self._paused_until = max(self._paused_until, now + retry_after)
+        if self.rate is not None and self.nominal is not None:
+            self.rate = max(self.nominal / 16, self.rate / 2)
+            self._tokens = min(self._tokens, 0.0)
+            self._updated = now
+
+    def on_success(self) -> None:
+        """A request went through: recover toward the nominal rate."""
+        if self.rate is not None and self.nominal is not None and self.rate < self.nominal:
+            self.rate = min(self.nominal, self.rate + self.nominal / 20)

@@ -1,0 +1,197 @@
+"""The one module that talks aiohttp to the API: auth header, JSON in and out, error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import attrs
+
+from . import errors
+from ._config import Timeouts
+from ._retry import parse_retry_after
+from ._version import __version__
+
+__all__ = ("Response", "Transport", "error_from_response")
+
+_USER_AGENT = f"evolink-async/{__version__}"
+_REQUEST_ID_HEADERS = ("x-request-id", "x-oneapi-request-id")
+
+_STATUS_ERRORS: Mapping[int, type[errors.APIError]] = {
+    400: errors.BadRequestError,
+    401: errors.AuthenticationError,
+    402: errors.InsufficientCreditsError,
+    403: errors.PermissionDeniedError,
+    404: errors.NotFoundError,
+    409: errors.ConflictError,
+    413: errors.BadRequestError,
+    422: errors.BadRequestError,
+    429: errors.RateLimitError,
+}
+
+
+@attrs.frozen
+class Response:
+    """A decoded 2xx answer."""
+
+    data: Any
+    status: int
+    request_id: str | None
+    headers: Mapping[str, str]
+
+
+def _request_id(headers: Mapping[str, str]) -> str | None:
+    for name in _REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    return None
+
+
+def error_from_response(
+    status: int,
+    headers: Mapping[str, str],
+    raw: bytes,
+) -> errors.APIError:
+    """Map an HTTP error answer (either envelope style, or no JSON at all) to the error tree."""
+    request_id = _request_id(headers)
+    payload: Any = None
+    try:
+        payload = json.loads(raw) if raw else None
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
+        payload = None
+    fields: Mapping[str, Any] = {}
+    if isinstance(payload, Mapping):
+        inner = payload.get("error")
+        fields = inner if isinstance(inner, Mapping) else payload
+    message = fields.get("message") or fields.get("msg")
+    if not isinstance(message, str) or not message:
+        content_type = headers.get("content-type", "unknown type").split(";")[0]
+        kind = "JSON" if payload is not None else f"non-JSON ({content_type}, {len(raw)} bytes)"
+        message = f"server answered {status} with a {kind} body"
+    code = fields.get("code")
+    if isinstance(code, (dict, list)):
+        code = None
+    cls = _STATUS_ERRORS.get(status) or (errors.ServerError if status >= 500 else errors.APIError)
+    kwargs: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "type": fields.get("type") or None,
+        "param": fields.get("param") or None,
+        "request_id": request_id,
+        "body": payload if payload is not None else raw[:500].decode("utf-8", "replace"),
+    }
+    if cls is errors.RateLimitError:
+        return errors.RateLimitError(message, retry_after=parse_retry_after(headers.get("retry-after")), **kwargs)
+    return cls(message, **kwargs)
+
+
+class Transport:
+    """One JSON request to the API at a time: auth, timeouts, error mapping. Retries and pace live above it."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeouts: Timeouts,
+        max_connections: int,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self.timeouts = timeouts
+        self._max_connections = max_connections
+        self._session = session
+        self._owns_session = session is None
+        self.requests_sent = 0
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<Transport {self.base_url} requests_sent={self.requests_sent}>"
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections)
+            self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": _USER_AGENT})
+        return self._session
+
+    async def aclose(self) -> None:
+        # Marked first: a request still in its retry loop must not open a new session after this.
+        self.closed = True
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+        self._session = None
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """Send one request (no retry, no pacing); return the decoded 2xx answer or raise its mapped error."""
+        if not path.startswith("/") or path.startswith("//"):
+            # Only a path joins the base URL, so the key goes to the API's own origin and nowhere else.
+            raise errors.ConfigurationError(f"refusing to send the API key with path {path[:50]!r}")
+        if self.closed:
+            raise errors.ClientStateError("this client is closed; create a new AsyncClient")
+        headers = self._json_headers if body is not None else self._headers
+        if idempotency_key is not None:
+            headers = {**headers, "Idempotency-Key": idempotency_key}
+        client_timeout = self._client_timeout(timeout if timeout is not None else self.timeouts.request)
+        self.requests_sent += 1
+        try:
+            async with self._get_session().request(
+                method, self.base_url + path, data=body, headers=headers, timeout=client_timeout, allow_redirects=False
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+                resp_headers: Mapping[str, str] = resp.headers
+        except (aiohttp.ClientError, OSError, TimeoutError, asyncio.TimeoutError) as exc:
+            raise self._connection_error(method, path, client_timeout, exc) from None
+        if not 200 <= status < 300:
+            raise error_from_response(status, resp_headers, raw)
+        request_id = _request_id(resp_headers)
+        try:
+            payload = json.loads(raw)
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
+            raise errors.MalformedResponseError(
+                f"{method} {path}: answer {status} is not valid JSON ({len(raw)} bytes)",
+                status=status,
+                request_id=request_id,
+            ) from None
+        return Response(data=payload, status=status, request_id=request_id, headers=resp_headers)
+
+    def _client_timeout(self, total: float) -> aiohttp.ClientTimeout:
+        client_timeout = self._client_timeouts.get(total)
+        if client_timeout is None:
+            client_timeout = aiohttp.ClientTimeout(total=total, connect=self.timeouts.connect)
+            self._client_timeouts[total] = client_timeout
+        return client_timeout
+
+    def _connection_error(
+        self, method: str, path: str, timeout: aiohttp.ClientTimeout, exc: BaseException
+    ) -> errors.APIConnectionError:
+        """The error for a request that got no usable answer; ``sent`` says whether it may have arrived."""
+        err: errors.APIConnectionError
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            err = errors.APITimeoutError(f"connecting to {self.base_url} timed out", sent=False)
+        elif isinstance(exc, (TimeoutError, asyncio.TimeoutError)):  # distinct classes on Python 3.10
+            err = errors.APITimeoutError(f"{method} {path} timed out after {timeout.total:g} s")
+        elif isinstance(exc, aiohttp.ClientConnectorError):
+            err = errors.APIConnectionError(f"cannot connect to {self.base_url}: {exc.os_error}", sent=False)
+        else:
+            err = errors.APIConnectionError(f"{method} {path}: connection failed: {type(exc).__name__}: {exc}")
+        # aiohttp's response errors keep the request's headers (our Authorization among them) in request_info:
+        # such a cause is named in the message, never attached, so no traceback or repr can show the key.
+        if not isinstance(exc, aiohttp.ClientResponseError):
+            err.__cause__ = exc
+        return err

@@ -1,0 +1,28 @@
+"""User code that a type checker must judge (not a test module: pytest never imports this file).
+
+``tests/test_api_defects.py`` runs ``mypy --strict --warn-unused-ignores`` on it and expects exit 0. Each
+``# type: ignore[...]`` below marks a line that must be rejected: were it accepted, the ignore would be unused
+and mypy would fail. The other lines must type-check as they are.
+"""
+
+from __future__ import annotations
+
+import evolink_async as evo
+
+
+async def keyword_fields_are_typed(client: evo.AsyncClient) -> None:
+    # Fine: known request fields with values of their types, positional prompt or the openai-style keyword.
+    done: evo.Task = await client.generate("x", size="16:9", quality="2K")
+    done = await client.generate(prompt="a cat", size="16:9", model="gemini-3-pro-image-preview")
+    done = await client.generate(evo.ImageRequest("x"), size="1:1")
+    created: evo.Task = await client.submit("x", size="16:9", quality="2K")
+    created = await client.submit(prompt="a cat", quality="1K")
+    print(done, created)
+
+    # A misspelled field name is an unexpected keyword.
+    await client.generate("x", sise="16:9")  # type: ignore[call-arg]
+    await client.submit("x", sise="16:9")  # type: ignore[call-arg]
+
+    # A size must be a string (a known one, or a str for models the SDK does not know), never an int.
+    await client.generate("x", size=169)  # type: ignore[arg-type]
+    await client.submit("x", size=169)  # type: ignore[arg-type]
