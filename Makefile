@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench bench-quick clean
+.PHONY: test lint imports typecheck pytest demo bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -14,11 +14,15 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/ruff check evolink_async tests benchmarks examples
 	$(BIN)/mypy --strict evolink_async
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check evolink_async tests benchmarks examples
 	$(BIN)/ruff format --check evolink_async tests benchmarks examples
+
+imports: $(STAMP)
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict evolink_async
