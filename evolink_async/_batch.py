@@ -216,7 +216,24 @@ class BatchRun:
     def __aiter__(self) -> AsyncIterator[Outcome]:
         if self._receive is None:
             raise errors.ClientStateError("use `async with client.generate_many(...) as run: async for o in run`")
-        return self._receive.__aiter__()
+        return self
+
+    async def __anext__(self) -> Outcome:
+        receive = self._receive
+        if receive is None:
+            raise errors.ClientStateError("use `async with client.generate_many(...) as run: async for o in run`")
+        try:
+            # An outcome already waiting is taken without a trip through the event loop (anyio's receive()
+            # always makes one): in a big batch that is one loop iteration less per input.
+            return receive.receive_nowait()
+        except anyio.WouldBlock:
+            pass
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+        try:
+            return await receive.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
 
     # -- the inputs ----------------------------------------------------------------------------------
 

@@ -29,9 +29,10 @@ from ._callbacks import CallbackRegistry
 from ._config import Limits, PollPolicy, Timeouts
 from ._converter import request_to_wire
 from ._poller import Poller, Watch
+from ._slots import Slot
 from .models import ImageRequest, Task, TaskStatus
 
-__all__ = ("Engine", "OnUpdate", "Slot", "failure_of")
+__all__ = ("Engine", "OnUpdate", "failure_of")
 
 log = logging.getLogger("evolink_async")
 
@@ -52,26 +53,6 @@ def failure_of(task: Task) -> errors.TaskFailedError | None:
     if task.status is TaskStatus.FAILED:
         return errors.TaskFailedError(task)
     return None
-
-
-class Slot:
-    """One in-flight slot, borrowed on behalf of a unique token (a task may hold several)."""
-
-    __slots__ = ("_limiter", "_token")
-
-    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
-        self._limiter = limiter
-        self._token = object()
-
-    async def __aenter__(self) -> None:
-        try:
-            # A free slot is taken at once; only a full limiter costs a wait (and an event-loop round trip).
-            self._limiter.acquire_on_behalf_of_nowait(self._token)
-        except anyio.WouldBlock:
-            await self._limiter.acquire_on_behalf_of(self._token)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._limiter.release_on_behalf_of(self._token)
 
 
 class Engine:
@@ -185,7 +166,7 @@ class Engine:
             w = self.poller.watch(task_id, known, submitted_at=submitted_at, callback=expects_callback)
             try:
                 with anyio.move_on_after(timeout) if timeout is not None else _NO_SCOPE as scope:
-                    await _follow(w, on_update)
+                    await _follow(self.poller, w, on_update)
                 if scope is not None and scope.cancelled_caught:
                     raise errors.WaitTimeoutError(task_id, timeout or 0.0, w.task)
             finally:
@@ -223,8 +204,12 @@ class Engine:
             )
 
 
-async def _follow(w: Watch, on_update: OnUpdate | None) -> None:
-    """Sleep on the watch until its task is final, telling ``on_update`` of each new state."""
+async def _follow(poller: Poller, w: Watch, on_update: OnUpdate | None) -> None:
+    """Sleep on the watch until its task is final, telling ``on_update`` of each new state.
+
+    In per-task mode the waiter makes its task's reads itself when the poller says they are due: no task is
+    spawned per read.
+    """
     seen: tuple[str, int | None] | None = None
     while True:
         current = w.task
@@ -239,5 +224,7 @@ async def _follow(w: Watch, on_update: OnUpdate | None) -> None:
             raise w.error
         if current is not None and current.is_final:
             return
-        if w.task is current and w.error is None:
+        if poller.claim(w):
+            await poller.read_claimed(w)
+        elif w.task is current and w.error is None:
             await w.changed().wait()

@@ -4,8 +4,9 @@ Each watched task has one entry in a heap keyed by when it should next be read. 
 the earliest is due (or a new task arrives), then refreshes every due task in as few requests as it
 can: ``POST /v1/tasks/batch`` (up to 50 ids) when the server answers it, one ``GET`` each otherwise.
 When a task is read its next check is planned from what is known: the server's ``estimated_time``,
-the time elapsed, and its ``progress`` (which predicts the finish). Waiters never poll; they sleep on
-an event the poller sets.
+the time elapsed, and its ``progress`` (which predicts the finish). Waiters sleep on an event the poller
+sets; in per-task mode the poller wakes a waiter when its read is due and the waiter makes that read
+(:meth:`Poller.claim`), so that no task is spawned per read.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ._callbacks import CallbackRegistry
 from ._config import PollPolicy, Timeouts
 from ._converter import batch_items, structure_task
 from ._schedule import next_delay, safety_net_delay
+from ._slots import Slot
 from .models import Task
 
 __all__ = ("Poller", "Watch")
@@ -86,14 +88,15 @@ class Watch:
 
     def update(self, task: Task) -> None:
         self.task = task
-        self._wake()
+        self.wake()
 
     def fail(self, error: errors.EvolinkError) -> None:
         if self.error is None:
             self.error = error
-            self._wake()
+            self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Wake whoever sleeps on this watch."""
         event, self._changed = self._changed, None
         if event is not None:
             event.set()
@@ -174,6 +177,26 @@ class Poller:
             w.update(task)
         w.refs += 1
         return w
+
+    def claim(self, w: Watch) -> bool:
+        """Per-task mode: whether ``w``'s read is due and the calling waiter should make it now."""
+        if self.batch_supported is not False or w.reading or w.done or w.due > self._clock():
+            return False
+        if self._watches.get(w.task_id) is not w:
+            return False
+        w.reading = True
+        return True
+
+    async def read_claimed(self, w: Watch) -> None:
+        """Make the read :meth:`claim` gave this waiter."""
+        try:
+            await self._refresh_one(w)
+        finally:
+            if w.reading:
+                # Cancelled mid-read: another waiter of the task (if any) reads it next.
+                w.reading = False
+                if not w.done and self._watches.get(w.task_id) is w:
+                    self._schedule(w, self._clock())
 
     def release(self, w: Watch) -> None:
         w.refs -= 1
@@ -283,7 +306,9 @@ class Poller:
                     tg.start_soon(self._refresh_batch, batch)
                 else:
                     for w in self._pop_due(now, len(self._heap), 0.0):
-                        tg.start_soon(self._refresh_one, w)
+                        # Its waiter makes the read (claim): no task per read.
+                        w.reading = False
+                        w.wake()
 
     async def _refresh_batch(self, batch: list[Watch]) -> None:
         self._batches_reading += 1
@@ -295,7 +320,7 @@ class Poller:
 
     async def _read_batch(self, batch: list[Watch]) -> None:
         items: list[Any] | None
-        async with self._reads:
+        async with Slot(self._reads):
             try:
                 self.requests += 1
                 resp = await self._api.get_many([w.task_id for w in batch], timeout=self._timeouts.poll)
@@ -350,7 +375,7 @@ class Poller:
             await self._refresh_one(w)
 
     async def _refresh_one(self, w: Watch) -> None:
-        async with self._reads:
+        async with Slot(self._reads):
             try:
                 self.requests += 1
                 task = await self._api.get(w.task_id, urgent=True, timeout=self._timeouts.poll, max_attempts=2)
