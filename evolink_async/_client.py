@@ -19,7 +19,14 @@ from ._config import Limits, PollPolicy, RetryPolicy, Timeouts, resolve_api_key,
 from ._download import Downloader
 from ._engine import Engine, OnUpdate, failure_of
 from ._pace import RateLimiter
-from ._requests import build_request, check_idempotency_key, check_timeout, new_idempotency_key
+from ._requests import (
+    GENERATE_OPTIONS,
+    SUBMIT_OPTIONS,
+    build_request,
+    check_idempotency_key,
+    check_timeout,
+    new_idempotency_key,
+)
 from ._transport import Transport
 from ._webhooks import CallbackReceiver
 from .models import Credits, ImageFields, ImageRequest, Task
@@ -104,7 +111,7 @@ class AsyncClient:
 
     @property
     def in_flight(self) -> int:
-        """Tasks that ``generate`` calls of this client hold a slot for right now."""
+        """Tasks of this client (``generate`` calls and batch inputs) holding an in-flight slot right now."""
         return int(self._engine.slots.borrowed_tokens)
 
     @property
@@ -171,7 +178,7 @@ class AsyncClient:
         or amend it. The create always carries an Idempotency-Key (yours or a fresh one) and is retried only
         with it. On an unknown outcome :class:`SubmissionUnknownError` gives the key to resubmit with.
         """
-        req = build_request(request, fields, prompt=prompt)
+        req = build_request(request, fields, prompt=prompt, options=SUBMIT_OPTIONS)
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else new_idempotency_key()
         return await self._engine.create(req, key)
 
@@ -225,7 +232,7 @@ class AsyncClient:
         most that many of this client's tasks run at once. ``timeout`` bounds the wait (not the queue
         for a slot). Errors raised after submit carry the task id.
         """
-        req = build_request(request, fields, prompt=prompt)
+        req = build_request(request, fields, prompt=prompt, options=GENERATE_OPTIONS)
         check_timeout(timeout)
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else new_idempotency_key()
         self._engine.check_open(needs_poller=True)
@@ -279,6 +286,10 @@ class AsyncClient:
         charge after a crash. ``fields`` apply to every input (e.g. ``size="16:9"``). ``timeout`` bounds each
         task's wait.
         """
+        if max_in_flight is not None and (
+            not isinstance(max_in_flight, int) or isinstance(max_in_flight, bool) or max_in_flight < 1
+        ):
+            raise errors.ValidationError("max_in_flight", f"must be an int >= 1 or None, got {max_in_flight!r}")
         if max_in_flight is not None and max_in_flight > self.limits.max_in_flight:
             raise errors.ValidationError(
                 "max_in_flight",

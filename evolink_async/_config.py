@@ -98,7 +98,8 @@ class PollPolicy:
 
 @attrs.frozen(kw_only=True)
 class Limits:
-    """``max_in_flight``: tasks of this client running on the server at once (held by ``generate``).
+    """``max_in_flight``: tasks of this client running on the server at once (each ``generate`` and each
+    batch input holds one slot from its create until it is seen final).
     ``requests_per_second`` / ``burst``: the client-wide request pace (``None``: unpaced; it still backs
     off on 429). ``max_connections``: the API connection pool size. Downloads of results use a pool of
     their own (``max_download_connections``) and refuse files over ``max_download_bytes``."""

@@ -16,6 +16,8 @@ from .models import ImageRequest
 
 __all__ = (
     "BATCH_OPTIONS",
+    "GENERATE_OPTIONS",
+    "SUBMIT_OPTIONS",
     "build_request",
     "check_field_names",
     "check_idempotency_key",
@@ -47,7 +49,9 @@ def check_idempotency_key(key: str) -> str:
 _REQUEST_FIELDS = frozenset(f.name for f in attrs.fields(ImageRequest))
 
 
-#: The options of generate_many / generate_all (not request fields): a typo of one is named as such.
+#: The options of each call (not request fields): a typo of one is named as such.
+SUBMIT_OPTIONS = frozenset({"idempotency_key"})
+GENERATE_OPTIONS = frozenset({"idempotency_key", "timeout", "on_update"})
 BATCH_OPTIONS = frozenset({"max_in_flight", "budget", "cost_per_task", "download_to", "journal", "timeout"})
 
 
@@ -89,6 +93,7 @@ def build_request(
     *,
     strict: bool = True,
     prompt: str | None = None,
+    options: frozenset[str] = frozenset(),
 ) -> ImageRequest:
     """An ImageRequest from a prompt or request (or ``prompt=``) plus fields.
 
@@ -101,7 +106,7 @@ def build_request(
             "request", f"must be a prompt string or an ImageRequest, got {type(request).__name__}"
         )
     if strict:
-        check_field_names(fields)
+        check_field_names(fields, options=options)
     base = {k: v for k, v in fields.items() if k in _REQUEST_FIELDS}
     unknown = {k: v for k, v in fields.items() if k not in _REQUEST_FIELDS}
     if unknown:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import typing
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -402,3 +403,41 @@ async def test_task_read_through_the_client_with_an_absurd_created_has_created_a
         task = await client.get_task(submitted.id)
     assert task.id == submitted.id
     assert task.created_at is None
+
+
+# -- misspelled options of single calls ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "typo", "meant"),
+    [
+        ("generate", "timout", "timeout"),
+        ("generate", "idempotency_kay", "idempotency_key"),
+        ("submit", "idempotency_kye", "idempotency_key"),
+    ],
+)
+async def test_a_misspelled_call_option_is_named_as_an_option_not_a_body_field(
+    fake: FakeEvolink, client: evo.AsyncClient, method: str, typo: str, meant: str
+) -> None:
+    with pytest.raises(evo.ValidationError) as info:
+        await getattr(client, method)(QUICK, **{typo: 5})
+    message = str(info.value)
+    assert meant in message
+    assert "not an option" in message
+    assert "extra=" not in message
+    assert fake.stats.create_requests == 0
+
+
+@pytest.mark.parametrize("bad", ["3", 0, 2.5, True])
+async def test_a_batch_max_in_flight_that_is_not_a_positive_int_is_a_validation_error(
+    fake: FakeEvolink, client: evo.AsyncClient, bad: Any
+) -> None:
+    with pytest.raises(evo.ValidationError, match="max_in_flight"):
+        client.generate_many([QUICK], max_in_flight=bad)
+    assert fake.stats.create_requests == 0
+
+
+def test_the_typed_field_names_are_exported() -> None:
+    assert "size" in evo.ImageFields.__annotations__
+    assert "16:9" in typing.get_args(evo.ImageSize)
+    assert typing.get_args(evo.ImageQuality) == ("0.5K", "1K", "2K", "4K")
