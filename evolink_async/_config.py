@@ -80,7 +80,8 @@ class PollPolicy:
     batch: bool | None = None
     batch_size: int = attrs.field(default=50)
     batch_interval: float = attrs.field(default=0.5, validator=_non_negative)
-    max_concurrent_reads: int = attrs.field(default=8)
+    #: Status reads in flight at once; None: bounded only by the connection pool and the pace (reads go first).
+    max_concurrent_reads: int | None = attrs.field(default=None)
     callback_grace: float = attrs.field(default=1.5, validator=_positive)
     callback_slack: float = attrs.field(default=10.0, validator=_non_negative)
     callback_max_interval: float = attrs.field(default=120.0, validator=_positive)
@@ -91,8 +92,8 @@ class PollPolicy:
             raise ConfigurationError(f"batch_size must be between 1 and 50, got {value!r}")
 
     @max_concurrent_reads.validator
-    def _check_reads(self, attribute: attrs.Attribute[int], value: int) -> None:
-        if value < 1:
+    def _check_reads(self, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+        if value is not None and value < 1:
             raise ConfigurationError(f"max_concurrent_reads must be >= 1, got {value!r}")
 
 

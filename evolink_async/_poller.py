@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -122,7 +123,7 @@ class Poller:
         self._heap: list[tuple[float, int, Watch]] = []
         self._seq = itertools.count()
         self._wake = anyio.Event()
-        self._reads = anyio.CapacityLimiter(policy.max_concurrent_reads)
+        self._reads = anyio.CapacityLimiter(policy.max_concurrent_reads or math.inf)
         self._last_batch = float("-inf")
         self._sleep_until = float("-inf")  # when the sleeping loop wakes by itself (inf: only when woken)
         self._backlog = False
