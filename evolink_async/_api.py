@@ -8,7 +8,6 @@ is retried only with its Idempotency-Key, and when its outcome stays unknown it 
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 from urllib.parse import quote
 
@@ -24,8 +23,6 @@ from .models import Credits, Task
 
 __all__ = ("API", "Created")
 
-log = logging.getLogger("evolink_async")
-
 
 @attrs.frozen
 class Created:
@@ -35,7 +32,7 @@ class Created:
     replayed: bool
 
 
-def _transient(exc: Exception) -> bool:
+def _worth_retrying(exc: Exception) -> bool:
     """Transport trouble worth another attempt: connection errors, timeouts, 429, 5xx, a garbled answer."""
     return isinstance(
         exc, (errors.RateLimitError, errors.ServerError, errors.APIConnectionError, errors.MalformedResponseError)
@@ -45,7 +42,7 @@ def _transient(exc: Exception) -> bool:
 def _may_have_created(exc: Exception) -> bool:
     """Whether a failed create attempt may still have created a task on the server."""
     if isinstance(exc, errors.APIConnectionError):
-        return exc.sent
+        return exc.maybe_sent
     return isinstance(exc, (errors.ServerError, errors.MalformedResponseError))  # 429 is a refusal
 
 
@@ -61,7 +58,7 @@ class API:
         return f"<API {self.transport.base_url} requests_sent={self.transport.requests_sent}>"
 
     def _decide(self, exc: Exception) -> bool | float:
-        if not _transient(exc):
+        if not _worth_retrying(exc):
             return False
         if isinstance(exc, errors.RateLimitError) and exc.retry_after is not None:
             return exc.retry_after
@@ -117,8 +114,8 @@ class API:
             raise error from exc
         try:
             task = structure_task(resp.data, request_id=resp.request_id)
-        except errors.MalformedResponseError as exc:
-            # The task may exist; only the key can find it again without paying twice.
+        except Exception as exc:  # whatever reading the answer raised: the task may exist
+            # Only the key can find it again without paying twice.
             raise errors.SubmissionUnknownError(
                 f"create answered but the task could not be read: {exc}", idempotency_key=key
             ) from exc
@@ -140,13 +137,24 @@ class API:
                 )
             return task
 
-    async def get_many(self, task_ids: list[str], *, timeout: float | None = None, max_attempts: int = 2) -> Response:
-        """``POST /v1/tasks/batch`` (undocumented, up to 50 ids); the raw answer, checked to hold a ``data`` list."""
+    async def get_many(
+        self, task_ids: list[str], *, timeout: float | None = None, max_attempts: int = 2
+    ) -> dict[str, Task]:
+        """``POST /v1/tasks/batch`` (undocumented, up to 50 ids): the tasks it answered, by id.
+
+        Ids it left out (unknown, foreign) and items that cannot be read are absent: read those one by one.
+        """
         resp = await self._request(
             "POST", "/v1/tasks/batch", {"task_ids": task_ids}, urgent=True, timeout=timeout, max_attempts=max_attempts
         )
-        batch_items(resp.data, request_id=resp.request_id)
-        return resp
+        found: dict[str, Task] = {}
+        for item in batch_items(resp.data, request_id=resp.request_id):
+            try:
+                task = structure_task(item, request_id=resp.request_id)
+            except errors.MalformedResponseError:
+                continue  # one unreadable item must not hold up the others
+            found[task.id] = task
+        return found
 
     async def credits(self) -> Credits:
         """``GET /v1/credits``."""

@@ -52,7 +52,7 @@ class CallbackRegistry:
     """The tasks that expect a callback, and the confirmation of callbacks that arrive.
 
     The engine binds three functions: ``read(task_id)`` (a status read that also updates waiters),
-    ``waiting(task_id)`` (someone waits on it and it is not settled), ``spawn(fn, *args)`` (run work that
+    ``is_waited_on(task_id)`` (someone waits on it and it is not settled), ``spawn(fn, *args)`` (run work that
     outlives a web request; False once the client is closing).
     """
 
@@ -60,17 +60,20 @@ class CallbackRegistry:
         self,
         *,
         read: Callable[[str], Awaitable[Any]],
-        waiting: Callable[[str], bool],
+        is_waited_on: Callable[[str], bool],
         spawn: Callable[..., bool],
         min_confirm_interval: float = 1.0,
         max_expected: int = _MAX_EXPECTED,
     ) -> None:
         self._read = read
-        self._waiting = waiting
+        self._is_waited_on = is_waited_on
         self._spawn = spawn
         self.min_confirm_interval = min_confirm_interval
         self._max = max_expected
         self._expected: OrderedDict[str, _Expected] = OrderedDict()
+        # Tasks waited on but not created with our callback URL, named by a callback: their confirmation
+        # state only (the min_confirm_interval). Never "expected": their waits keep polling normally.
+        self._strays: OrderedDict[str, _Expected] = OrderedDict()
         self.stats = CallbackStats()
 
     def __repr__(self) -> str:
@@ -84,6 +87,9 @@ class CallbackRegistry:
 
     def expect(self, task_id: str) -> None:
         """``task_id`` was created with our callback URL: its waits lean on callbacks, not polling."""
+        if task_id in self._expected:  # a replayed create: keep what is known (a confirmation under way)
+            self._expected.move_to_end(task_id)
+            return
         self._expected[task_id] = _Expected()
         if len(self._expected) > self._max:
             self._expected.popitem(last=False)
@@ -96,19 +102,19 @@ class CallbackRegistry:
     def announce(self, task_id: str) -> str:
         """A callback named ``task_id``: ``ignored``, ``duplicate``, ``accepted`` or ``closing`` (the verdict)."""
         state = self._expected.get(task_id)
-        if state is None and self._waiting(task_id):
-            # Waited on, though created with a callback URL of its own request (or by another client).
-            self.expect(task_id)
-            state = self._expected[task_id]
         if state is not None:
             # Ours, even if nobody waits yet (submit() now, wait() later): the wait then reads at once
             # instead of leaning on the safety net.
             state.announced = True
-        if state is None or not self._waiting(task_id):
-            # Not ours, or nobody waits on it: acknowledge so EvoLink stops retrying, and keep nothing.
+        if not self._is_waited_on(task_id):
+            # Nobody waits on it: acknowledge so EvoLink stops retrying, and keep nothing more.
             self.stats.ignored += 1
             log.debug("callback for task %s ignored: not waiting on it", task_id)
             return "ignored"
+        if state is None:
+            # Waited on, though not created with our callback URL (its request had its own, or another
+            # client made it): confirm it, without changing how its waits poll.
+            state = self._stray(task_id)
         if state.confirming:
             # A confirmation is running or scheduled: have one more read follow it, so that a genuine
             # callback arriving just after a forged or duplicate one is never lost. Still one read at a time.
@@ -126,8 +132,18 @@ class CallbackRegistry:
             return "duplicate"
         return "accepted"
 
+    def _stray(self, task_id: str) -> _Expected:
+        state = self._strays.get(task_id)
+        if state is None:
+            # Bounded: only tasks someone waits on get here, and the oldest are dropped past the cap.
+            state = self._strays[task_id] = _Expected()
+            if len(self._strays) > self._max:
+                self._strays.popitem(last=False)
+        return state
+
     def _still_waited(self, task_id: str, state: _Expected) -> bool:
-        return self._expected.get(task_id) is state and self._waiting(task_id)
+        ours = self._expected.get(task_id) is state or self._strays.get(task_id) is state
+        return ours and self._is_waited_on(task_id)
 
     async def _confirm(self, task_id: str, state: _Expected, delay: float) -> None:
         follow_up = True
@@ -149,6 +165,8 @@ class CallbackRegistry:
                 delay = self.min_confirm_interval
         finally:
             state.confirming = False
+            if not self._is_waited_on(task_id) and self._strays.get(task_id) is state:
+                del self._strays[task_id]
 
     async def _confirm_once(self, task_id: str, state: _Expected) -> None:
         try:

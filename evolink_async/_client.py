@@ -159,7 +159,7 @@ class AsyncClient:
     def callbacks(self) -> CallbackReceiver:
         """This client's receiver of EvoLink callbacks; mount one of its adapters at ``callback_url``."""
         if self._callbacks is None:
-            self._callbacks = CallbackReceiver(self._engine.callbacks)
+            self._callbacks = CallbackReceiver(self._engine.callback_registry)
         return self._callbacks
 
     # -- single calls ------------------------------------------------------------------------------

@@ -158,9 +158,10 @@ def resolve_base_url(base_url: str | None) -> str:
     """The API's root URL: ``base_url``, ``EVOLINK_BASE_URL`` or the default; a trailing ``/v1`` is dropped
     (the openai habit: the SDK's paths carry ``/v1`` themselves)."""
     url = (base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
-    if url.endswith("/v1"):
-        url = url[: -len("/v1")]
     parts = urlsplit(url)
+    if parts.path.endswith("/v1"):  # the path only: a host named v1 stays
+        url = url[: -len("/v1")]
+        parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"base_url must be an http(s) URL, got {url!r}")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):

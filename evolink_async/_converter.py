@@ -28,7 +28,6 @@ __all__ = (
     "request_to_wire",
     "structure_credits",
     "structure_task",
-    "structure_tasks",
     "task_to_wire",
 )
 
@@ -269,11 +268,6 @@ def batch_items(data: Any, *, request_id: str | None = None) -> list[Any]:
     if not isinstance(items, list):
         raise MalformedResponseError("batch answer has no 'data' list", request_id=request_id)
     return items
-
-
-def structure_tasks(data: Any, *, request_id: str | None = None) -> list[Task]:
-    """Tasks from a ``/v1/tasks/batch`` answer (``{"data": [...]}``)."""
-    return [structure_task(item, request_id=request_id) for item in batch_items(data, request_id=request_id)]
 
 
 def request_to_wire(req: ImageRequest) -> dict[str, Any]:

@@ -8,7 +8,6 @@ never starve its API calls and the key cannot reach a result host even if a URL 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import re
 import secrets
@@ -25,8 +24,6 @@ from ._version import __version__
 from .models import Task
 
 __all__ = ("Downloader",)
-
-log = logging.getLogger("evolink_async")
 
 _EXTENSIONS = {
     "image/png": ".png",

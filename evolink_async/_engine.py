@@ -64,8 +64,8 @@ class Engine:
         self.api = api
         self.limits = limits
         self.callback_url = callback_url
-        self.callbacks = CallbackRegistry(read=self.read, waiting=self._is_waiting, spawn=self.spawn)
-        self.poller = Poller(api, poll, timeouts, self.callbacks)
+        self.callback_registry = CallbackRegistry(read=self.read, is_waited_on=self._is_waited_on, spawn=self.spawn)
+        self.poller = Poller(api, poll, timeouts, self.callback_registry)
         self.slots = anyio.CapacityLimiter(limits.max_in_flight)
         self.state = "new"  # new -> open -> closed
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -73,8 +73,8 @@ class Engine:
         # poller, whereas the task group's scope also covers the body of the caller's ``async with``.
         self._poller_scope: anyio.CancelScope | None = None
 
-    def _is_waiting(self, task_id: str) -> bool:
-        return self.poller.is_waiting(task_id)
+    def _is_waited_on(self, task_id: str) -> bool:
+        return self.poller.is_waited_on(task_id)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -136,7 +136,7 @@ class Engine:
             body["callback_url"] = self.callback_url
         created = await self.api.create(_IMAGES_PATH, body, key)
         if with_callback:
-            self.callbacks.expect(created.task.id)
+            self.callback_registry.expect(created.task.id)
         if created.replayed:
             log.info("create replayed by the server: task %s (idempotency key reused)", created.task.id)
         return created.task
@@ -160,8 +160,8 @@ class Engine:
         """Wait, through the shared poller, until the task is final; return it (failed ones too)."""
         with errors.task_context(task_id):
             self.check_open(needs_poller=True)
-            expects_callback = task_id in self.callbacks
-            if self.callbacks.announced(task_id):
+            expects_callback = task_id in self.callback_registry
+            if known is not None and not known.is_final and self.callback_registry.announced(task_id):
                 known, submitted_at = None, None  # its callback already came: read it now
             w = self.poller.watch(task_id, known, submitted_at=submitted_at, callback=expects_callback)
             try:

@@ -41,10 +41,10 @@ class RateLimiter:
 
     def __repr__(self) -> str:
         rate = "unpaced" if self.rate is None else f"{self.rate:.3g}/s"
-        return f"<RateLimiter {rate} burst={self.burst} waiting={self.waiting}>"
+        return f"<RateLimiter {rate} burst={self.burst} queued={self.queued}>"
 
     @property
-    def waiting(self) -> int:
+    def queued(self) -> int:
         """Requests queued for their turn right now."""
         return len(self._urgent) + len(self._normal)
 

@@ -17,7 +17,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import anyio
 import attrs
@@ -26,7 +25,6 @@ from . import errors
 from ._api import API
 from ._callbacks import CallbackRegistry
 from ._config import PollPolicy, Timeouts
-from ._converter import batch_items, structure_task
 from ._schedule import next_delay, safety_net_delay
 from ._slots import Slot
 from .models import Task
@@ -132,12 +130,11 @@ class Poller:
         self._callback_miss_reported = False
         #: None until detected; then whether POST /v1/tasks/batch works on this server.
         self.batch_supported: bool | None = policy.batch
-        self.requests = 0
         self.closed = False
 
     def __repr__(self) -> str:
         mode = {None: "batch?", True: "batch", False: "per-task"}[self.batch_supported]
-        return f"<Poller watching={len(self._watches)} mode={mode} requests={self.requests}>"
+        return f"<Poller watching={len(self._watches)} mode={mode}>"
 
     @property
     def watching(self) -> int:
@@ -145,7 +142,7 @@ class Poller:
 
     # -- waiters' side -------------------------------------------------------------------------
 
-    def is_waiting(self, task_id: str) -> bool:
+    def is_waited_on(self, task_id: str) -> bool:
         """Whether someone waits on this task and it is not settled yet."""
         w = self._watches.get(task_id)
         return w is not None and not w.done
@@ -320,12 +317,10 @@ class Poller:
             self._wake.set()  # tasks held back while it read may be due now
 
     async def _read_batch(self, batch: list[Watch]) -> None:
-        items: list[Any] | None
+        by_id: dict[str, Task] | None
         async with Slot(self._reads):
             try:
-                self.requests += 1
-                resp = await self._api.get_many([w.task_id for w in batch], timeout=self._timeouts.poll)
-                items = batch_items(resp.data, request_id=resp.request_id)
+                by_id = await self._api.get_many([w.task_id for w in batch], timeout=self._timeouts.poll)
             except errors.EvolinkError as exc:
                 status = getattr(exc, "status", None)
                 if status in (401, 403) and isinstance(exc, errors.APIError):
@@ -340,30 +335,23 @@ class Poller:
                     # Undocumented and not (or not properly) here: read per task from now on.
                     log.info("POST /v1/tasks/batch is not usable here (%s); polling per task", exc)
                     self.batch_supported = False
-                    items = None
+                    by_id = None
                 elif self._batch_failures >= _BATCH_FAILURES_BEFORE_FALLBACK:
-                    items = None  # it worked before: read these per task, and keep trying batches later
+                    by_id = None  # it worked before: read these per task, and keep trying batches later
                 else:
-                    self._finish_reads(batch, exc)
+                    self._read_later(batch, exc)
                     return
             except Exception as exc:  # never lose an exception: hand it to the waiters
                 for w in batch:
                     self._deliver_error(w, _unexpected(exc))
                 return
-        if items is None:
+        if by_id is None:
             for w in batch:
                 await self._refresh_one(w)
             return
         self._batch_failures = 0
         if self.batch_supported is None:
             self.batch_supported = True
-        by_id: dict[str, Task] = {}
-        for item in items:
-            try:
-                task = structure_task(item, request_id=resp.request_id)
-            except errors.MalformedResponseError:
-                continue  # one unreadable item must not hold up the others: it is read on its own below
-            by_id[task.id] = task
         missing = []
         for w in batch:
             found = by_id.get(w.task_id)
@@ -378,11 +366,10 @@ class Poller:
     async def _refresh_one(self, w: Watch) -> None:
         async with Slot(self._reads):
             try:
-                self.requests += 1
                 task = await self._api.get(w.task_id, urgent=True, timeout=self._timeouts.poll, max_attempts=2)
             except errors.EvolinkError as exc:
-                if _transient(exc):
-                    self._finish_reads([w], exc)
+                if _worth_reading_again(exc):
+                    self._read_later([w], exc)
                 else:
                     self._deliver_error(w, exc)
                 return
@@ -409,7 +396,7 @@ class Poller:
             now = self._clock()
             self._schedule(w, now + self._delay(w, now))
 
-    def _finish_reads(self, batch: Iterable[Watch], exc: errors.EvolinkError) -> None:
+    def _read_later(self, batch: Iterable[Watch], exc: errors.EvolinkError) -> None:
         """Transient read failure: keep waiting, back off, say so in the log."""
         # Handled, not lost: the waits go on and the read is retried with backoff.
         log.info("status read failed, will retry: %s", exc)
@@ -428,7 +415,7 @@ class Poller:
         w.fail(_copy_error(exc))
 
 
-def _transient(exc: errors.EvolinkError) -> bool:
+def _worth_reading_again(exc: errors.EvolinkError) -> bool:
     """Worth reading again later. A garbled body (not JSON: it has an HTTP status) may read fine next time;
     valid JSON of a shape we cannot read, or about another task, reads the same again: the waiter is told."""
     if isinstance(exc, errors.MalformedResponseError):

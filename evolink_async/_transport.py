@@ -148,6 +148,7 @@ class Transport:
             headers = {**headers, "Idempotency-Key": idempotency_key}
         client_timeout = self._client_timeout(timeout if timeout is not None else self.timeouts.request)
         self.requests_sent += 1
+        failure: errors.APIConnectionError | None = None
         try:
             async with self._get_session().request(
                 method, self.base_url + path, data=body, headers=headers, timeout=client_timeout, allow_redirects=False
@@ -156,7 +157,11 @@ class Transport:
                 status = resp.status
                 resp_headers: Mapping[str, str] = resp.headers
         except (aiohttp.ClientError, OSError, TimeoutError, asyncio.TimeoutError) as exc:
-            raise self._connection_error(method, path, client_timeout, exc) from None
+            failure = self._connection_error(method, path, client_timeout, exc)
+        if failure is not None:
+            # Raised outside the except block: its __context__ stays empty, so aiohttp's error (whose
+            # request_info holds our Authorization header) is reachable only where _connection_error allows.
+            raise failure
         if not 200 <= status < 300:
             raise error_from_response(status, resp_headers, raw)
         request_id = _request_id(resp_headers)
@@ -183,11 +188,11 @@ class Transport:
         """The error for a request that got no usable answer; ``sent`` says whether it may have arrived."""
         err: errors.APIConnectionError
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            err = errors.APITimeoutError(f"connecting to {self.base_url} timed out", sent=False)
+            err = errors.APITimeoutError(f"connecting to {self.base_url} timed out", maybe_sent=False)
         elif isinstance(exc, (TimeoutError, asyncio.TimeoutError)):  # distinct classes on Python 3.10
             err = errors.APITimeoutError(f"{method} {path} timed out after {timeout.total:g} s")
         elif isinstance(exc, aiohttp.ClientConnectorError):
-            err = errors.APIConnectionError(f"cannot connect to {self.base_url}: {exc.os_error}", sent=False)
+            err = errors.APIConnectionError(f"cannot connect to {self.base_url}: {exc.os_error}", maybe_sent=False)
         else:
             err = errors.APIConnectionError(f"{method} {path}: connection failed: {type(exc).__name__}: {exc}")
         # aiohttp's response errors keep the request's headers (our Authorization among them) in request_info:

@@ -202,16 +202,16 @@ class MalformedResponseError(EvolinkError):
 class APIConnectionError(EvolinkError):
     """No usable answer: connection refused, reset or dropped mid-request.
 
-    ``sent`` is False when the request certainly never reached the server (the connection was not made).
+    ``maybe_sent`` is False when the request certainly never reached the server (the connection was not made).
     """
 
     def __init__(
-        self, message: str, *, task_id: str | None = None, idempotency_key: str | None = None, sent: bool = True
+        self, message: str, *, task_id: str | None = None, idempotency_key: str | None = None, maybe_sent: bool = True
     ) -> None:
         super().__init__(message)
         self.task_id = task_id
         self.idempotency_key = idempotency_key
-        self.sent = sent
+        self.maybe_sent = maybe_sent
 
 
 class APITimeoutError(APIConnectionError, TimeoutError):

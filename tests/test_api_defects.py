@@ -441,3 +441,15 @@ def test_the_typed_field_names_are_exported() -> None:
     assert "size" in evo.ImageFields.__annotations__
     assert "16:9" in typing.get_args(evo.ImageSize)
     assert typing.get_args(evo.ImageQuality) == ("0.5K", "1K", "2K", "4K")
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("https://v1", "https://v1"),
+        ("https://api.example.com/v1/", "https://api.example.com"),
+        ("https://api.example.com/proxy/v1", "https://api.example.com/proxy"),
+    ],
+)
+def test_only_a_trailing_v1_path_is_dropped_never_a_host_named_v1(given: str, kept: str) -> None:
+    assert evo.AsyncClient("sk-test-key-123456", base_url=given).base_url == kept

@@ -373,7 +373,7 @@ async def test_request_callback_url_wins_over_the_clients(start: StartRig, sim: 
 
     assert sim.tasks[task.id].request["callback_url"] == mine
     # Not ours to be told about: waits on it poll normally.
-    assert task.id not in rig.client._engine.callbacks
+    assert task.id not in rig.client._engine.callback_registry
 
 
 # -- lost callbacks: the safety net -------------------------------------------------------------------------
@@ -696,7 +696,7 @@ async def test_a_flood_of_junk_costs_no_reads_and_no_memory(start: StartRig, sim
 
         await flood_all(unknown(0, 1000))  # warm up: connections, buffers, caches
         receiver_state = dict(vars(rig.receiver))
-        callback_ids = len(rig.client._engine.callbacks)
+        callback_ids = len(rig.client._engine.callback_registry)
         tracemalloc.start(1)
         try:
             before = tracemalloc.take_snapshot()
@@ -722,7 +722,7 @@ async def test_a_flood_of_junk_costs_no_reads_and_no_memory(start: StartRig, sim
     # Nothing kept per junk callback: same attributes, same watches, same known ids, bounded allocations.
     assert vars(rig.receiver).keys() == receiver_state.keys()
     assert rig.client.waiting == 0
-    assert len(rig.client._engine.callbacks) == callback_ids
+    assert len(rig.client._engine.callback_registry) == callback_ids
     # Whatever the process still holds after 5000 junk callbacks (aiohttp's buffers included) is well under
     # what keeping even their ids would take (~100 bytes each).
     assert growth < 64 * 5000, f"{growth} bytes more allocated after 5000 junk callbacks"

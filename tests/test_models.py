@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import evolink_async as evo
-from evolink_async._converter import request_to_wire, structure_credits, structure_task, structure_tasks
+from evolink_async._converter import batch_items, request_to_wire, structure_credits, structure_task
 
 
 def test_request_defaults_go_on_the_wire_without_unset_fields() -> None:
@@ -186,7 +186,8 @@ def test_unreadable_results_raise_rather_than_vanish() -> None:
 
 
 def test_batch_answer_and_credits_parse() -> None:
-    tasks = structure_tasks({"data": [{"id": "a", "status": "pending"}, {"id": "b", "status": "completed"}]})
+    items = batch_items({"data": [{"id": "a", "status": "pending"}, {"id": "b", "status": "completed"}]})
+    tasks = [structure_task(item) for item in items]
     assert [t.id for t in tasks] == ["a", "b"]
     credits = structure_credits(
         {
@@ -200,7 +201,7 @@ def test_batch_answer_and_credits_parse() -> None:
     assert credits.remaining == 1095.3996
     assert credits.key_unlimited is False
     with pytest.raises(evo.MalformedResponseError):
-        structure_tasks({"nope": 1})
+        batch_items({"nope": 1})
     with pytest.raises(evo.MalformedResponseError):
         structure_credits([])
 
@@ -239,7 +240,7 @@ def test_any_shape_of_optional_fields_parses_or_raises_evolink_error(
 @settings(max_examples=200, deadline=None)
 @given(data=_json)
 def test_any_json_value_parses_or_raises_evolink_error(data: Any) -> None:
-    for parse in (structure_task, structure_tasks, structure_credits):
+    for parse in (structure_task, batch_items, structure_credits):
         with contextlib.suppress(evo.EvolinkError):
             parse(data)
 
