@@ -38,6 +38,8 @@ T = TypeVar("T")
 _TASK_KNOWN = frozenset(
     {"id", "status", "progress", "model", "created", "object", "type", "task_info", "usage", "results", "error"}
 )
+_BIG = 10**300  # an int beyond a float's range is no count of anything
+_STATUSES = {status.value: status for status in TaskStatus}
 _OPTIONAL_OBJECTS: tuple[tuple[str, type], ...] = (("task_info", TaskInfo), ("usage", Usage), ("error", TaskError))
 
 
@@ -45,6 +47,11 @@ _OPTIONAL_OBJECTS: tuple[tuple[str, type], ...] = (("task_info", TaskInfo), ("us
 
 
 def _lenient_float(value: Any, _: type = float) -> float | None:
+    kind = type(value)
+    if kind is float:  # the common cases first: this runs for several fields of every status read
+        return value if math.isfinite(value) else None
+    if kind is int:
+        return float(value) if -_BIG < value < _BIG else None
     if isinstance(value, bool) or value is None:
         return None
     try:
@@ -64,12 +71,16 @@ def _lenient_bool(value: Any, _: type = bool) -> bool | None:
 
 
 def _lenient_str(value: Any, _: type = str) -> str | None:
+    if type(value) is str:
+        return value
     if value is None or isinstance(value, (dict, list)):
         return None
     return str(value)
 
 
 def _progress(value: Any) -> int | None:
+    if type(value) is int:
+        return max(0, min(100, value))
     number = _lenient_float(value)
     return None if number is None else max(0, min(100, int(number)))
 
@@ -119,7 +130,8 @@ def _results(data: Mapping[str, Any], task_id: str) -> tuple[str, ...]:
     raise MalformedResponseError(f"task results are not a list of URLs: {str(results)[:200]}", task_id=task_id)
 
 
-def _structure_task(conv: cattrs.Converter, data: Any) -> Task:
+def _structure_task(parts: Mapping[str, Callable[[Any, type], Any]], data: Any) -> Task:
+    """``parts``: the structure hook of each optional sub-object, looked up once (not per task)."""
     if not isinstance(data, Mapping):
         raise MalformedResponseError(f"expected a task object, got {type(data).__name__}")
     task_id = data.get("id")
@@ -128,18 +140,17 @@ def _structure_task(conv: cattrs.Converter, data: Any) -> Task:
     raw_status = data.get("status")
     if not isinstance(raw_status, str):
         raise MalformedResponseError(f"task object has no string status: {str(data)[:200]}", task_id=task_id)
-    try:
-        status = TaskStatus(raw_status.lower())
-    except ValueError:
-        status = TaskStatus.UNKNOWN
-    extra: dict[str, Any] = {k: v for k, v in data.items() if k not in _TASK_KNOWN}
+    status = _STATUSES.get(raw_status) or _STATUSES.get(raw_status.lower(), TaskStatus.UNKNOWN)
+    extra: dict[str, Any] = (
+        {} if data.keys() <= _TASK_KNOWN else {k: v for k, v in data.items() if k not in _TASK_KNOWN}
+    )
     parsed: dict[str, Any] = {}
     for key, cls in _OPTIONAL_OBJECTS:
         value = data.get(key)
         if value is None:
             continue
         try:
-            parsed[key] = conv.structure(value, cls)
+            parsed[key] = parts[key](value, cls)
         except Exception as exc:  # an optional part we cannot read is kept raw, not fatal
             log.debug("task %s: could not read %s (%s); kept in Task.extra", task_id, key, exc)
             extra[key] = value
@@ -231,7 +242,8 @@ def make_converter() -> cattrs.Converter:
     for cls in (TaskInfo, Cost, Usage):
         conv.register_structure_hook(cls, _with_extra(conv, cls))
     conv.register_structure_hook(TaskError, _structure_error)
-    conv.register_structure_hook(Task, lambda data, _: _structure_task(conv, data))
+    parts = {key: conv.get_structure_hook(cls) for key, cls in _OPTIONAL_OBJECTS}
+    conv.register_structure_hook(Task, lambda data, _: _structure_task(parts, data))
     conv.register_structure_hook(Credits, _structure_credits)
     conv.register_unstructure_hook(ImageRequest, _unstructure_request)
     conv.register_unstructure_hook(Task, _unstructure_task)
@@ -239,6 +251,8 @@ def make_converter() -> cattrs.Converter:
 
 
 converter = make_converter()
+# Looked up once: a task is read per status read, and the converter's dispatch would cost each time.
+_task_hook = converter.get_structure_hook(Task)
 
 
 # -- the functions the rest of the package calls -------------------------------------------------------------
@@ -247,7 +261,8 @@ converter = make_converter()
 def structure_task(data: Any, *, request_id: str | None = None) -> Task:
     """A ``Task`` from one decoded task object; raises MalformedResponseError if it has no id/status."""
     try:
-        return converter.structure(data, Task)
+        task: Task = _task_hook(data, Task)
+        return task
     except MalformedResponseError as exc:
         exc.request_id = exc.request_id or request_id
         raise

@@ -161,7 +161,7 @@ class Poller:
             self._watches[task_id] = w
             w.task = task
             if task is None:
-                self._schedule(w, now)  # nothing known about it: read it now
+                self._schedule_first(w, now)  # nothing known about it: read it now
             elif not task.is_final:
                 estimate = task.estimated_time
                 if estimate is None or estimate < 0:
@@ -170,7 +170,7 @@ class Poller:
                 # server expects to finish at once (estimated_time 0); later reads keep min_interval.
                 at_once = estimate == 0 and not callback
                 stale = submitted_at is None and now - w.started >= estimate
-                self._schedule(w, now if stale or at_once else now + self._delay(w, now))
+                self._schedule_first(w, now if stale or at_once else now + self._delay(w, now))
         elif task is not None and w.task is None:
             w.update(task)
         w.refs += 1
@@ -243,6 +243,14 @@ class Poller:
             # Reads keep failing: back off (the waits go on; the errors are logged).
             delay = max(delay, min(self.policy.max_interval, self.policy.min_interval * 2 ** min(w.failures, 16)))
         return delay
+
+    def _schedule_first(self, w: Watch, due: float) -> None:
+        if due <= self._clock() and self.batch_supported is False:
+            # Per-task mode, due now: the new waiter claims this read itself at once (see claim); the loop
+            # need not hear of it.
+            w.due = due
+            return
+        self._schedule(w, due)
 
     def _schedule(self, w: Watch, due: float) -> None:
         w.due = due

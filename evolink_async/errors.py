@@ -32,8 +32,6 @@ Every error that concerns a task carries ``task_id``. Errors raised by a create 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 __all__ = (
@@ -300,21 +298,28 @@ class JournalError(EvolinkError):
     """A batch journal cannot be used: unreadable, or written by a different batch."""
 
 
-@contextlib.contextmanager
-def task_context(task_id: str) -> Iterator[None]:
+class task_context:  # lower case: used like a function, ``with task_context(task_id):``
     """The one place a task id is attached to an error escaping work on that task.
 
     An EvolinkError without a ``task_id`` gets this one; any other exception (a user's ``on_update``
     callback failing, say) gets a note, so the id of a paid task is never lost from a traceback.
+    (A class, not a generator-based context manager: it wraps every wait and read of a large batch.)
     """
-    try:
-        yield
-    except EvolinkError as exc:
-        if exc.task_id is None:
-            exc.task_id = task_id
-        raise
-    except Exception as exc:
-        add_note = getattr(exc, "add_note", None)  # Python >= 3.11
-        if add_note is not None:
-            add_note(f"evolink task_id={task_id}")
-        raise
+
+    __slots__ = ("task_id",)
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, EvolinkError):
+            if exc.task_id is None:
+                exc.task_id = self.task_id
+        elif isinstance(exc, Exception):
+            add_note = getattr(exc, "add_note", None)  # Python >= 3.11
+            if add_note is not None:
+                add_note(f"evolink task_id={self.task_id}")
+        # Returns None: never swallows; the exception goes on, with its task id.

@@ -77,10 +77,13 @@ class TaskStatus(str, enum.Enum):
     @property
     def is_final(self) -> bool:
         """Completed, failed and cancelled are final; everything else may still change."""
-        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+        return self in _FINAL_STATUSES
 
     def __str__(self) -> str:
         return self.value
+
+
+_FINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 
 @attrs.frozen(kw_only=True)
