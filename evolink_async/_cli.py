@@ -28,6 +28,7 @@ from .models import ImageRequest, Task, TaskStatus
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress
 
 __all__ = ("main",)
 
@@ -190,19 +191,7 @@ async def cmd_batch(args: argparse.Namespace) -> int:
         )
 
 
-async def run_batch(
-    client: AsyncClient,
-    inputs: Any,
-    *,
-    total: int,
-    out_dir: Path | None,
-    journal: str | None,
-    budget: float | None,
-    fields: dict[str, Any],
-    console: Console,
-    show_outcomes: bool = False,
-) -> int:
-    """The batch path shared by ``evolink batch`` and ``evolink demo``: progress bar, then a summary."""
+def _progress_bar(console: Console) -> Progress:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -212,10 +201,7 @@ async def run_batch(
         TimeRemainingColumn,
     )
 
-    started = time.monotonic()
-    failures: list[Outcome] = []
-    resumed = 0
-    progress = Progress(
+    return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -229,6 +215,25 @@ async def run_batch(
         console=console,
         transient=False,
     )
+
+
+async def run_batch(
+    client: AsyncClient,
+    inputs: Any,
+    *,
+    total: int,
+    out_dir: Path | None,
+    journal: str | None,
+    budget: float | None,
+    fields: dict[str, Any],
+    console: Console,
+    show_outcomes: bool = False,
+) -> int:
+    """The batch path shared by ``evolink batch`` and ``evolink demo``: progress bar, then a summary."""
+    started = time.monotonic()
+    failures: list[Outcome] = []
+    resumed = 0
+    progress = _progress_bar(console)
     run: BatchRun = client.generate_many(inputs, budget=budget, download_to=out_dir, journal=journal, **fields)
     with progress:
         bar = progress.add_task("batch", total=total, ok=0, failed=0, flight=0, skipped="")

@@ -19,7 +19,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn
 
 from .errors import MalformedResponseError
-from .models import Cost, Credits, ImageRequest, Task, TaskError, TaskInfo, TaskStatus, Usage
+from .models import NOTHING_EXTRA, Cost, Credits, ImageRequest, Task, TaskError, TaskInfo, TaskStatus, Usage
 
 __all__ = (
     "batch_items",
@@ -141,8 +141,8 @@ def _structure_task(parts: Mapping[str, Callable[[Any, type], Any]], data: Any) 
     if not isinstance(raw_status, str):
         raise MalformedResponseError(f"task object has no string status: {str(data)[:200]}", task_id=task_id)
     status = _STATUSES.get(raw_status) or _STATUSES.get(raw_status.lower(), TaskStatus.UNKNOWN)
-    extra: dict[str, Any] = (
-        {} if data.keys() <= _TASK_KNOWN else {k: v for k, v in data.items() if k not in _TASK_KNOWN}
+    extra: dict[str, Any] | None = (
+        None if data.keys() <= _TASK_KNOWN else {k: v for k, v in data.items() if k not in _TASK_KNOWN}
     )
     parsed: dict[str, Any] = {}
     for key, cls in _OPTIONAL_OBJECTS:
@@ -153,7 +153,7 @@ def _structure_task(parts: Mapping[str, Callable[[Any, type], Any]], data: Any) 
             parsed[key] = parts[key](value, cls)
         except Exception as exc:  # an optional part we cannot read is kept raw, not fatal
             log.debug("task %s: could not read %s (%s); kept in Task.extra", task_id, key, exc)
-            extra[key] = value
+            extra = {**(extra or {}), key: value}
     created = _lenient_float(data.get("created"))
     return Task(
         id=task_id,
@@ -165,7 +165,7 @@ def _structure_task(parts: Mapping[str, Callable[[Any, type], Any]], data: Any) 
         object=_lenient_str(data.get("object")),
         type=_lenient_str(data.get("type")),
         results=_results(data, task_id),
-        extra=extra,
+        extra=NOTHING_EXTRA if extra is None else extra,
         **parsed,
     )
 

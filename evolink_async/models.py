@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import posixpath
+import types
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Literal, TypedDict
@@ -64,6 +65,11 @@ KNOWN_MODELS: Mapping[str, ModelRules] = {
 }
 
 
+#: The ``extra`` of a model with no unknown keys: one shared read-only mapping, not an empty dict per object
+#: (a batch holds thousands of tasks, each with several sub-objects).
+NOTHING_EXTRA: Mapping[str, Any] = types.MappingProxyType({})
+
+
 class TaskStatus(str, enum.Enum):
     """A task's state. ``UNKNOWN`` stands for a status this SDK does not know (see ``Task.raw_status``)."""
 
@@ -92,7 +98,7 @@ class TaskInfo:
 
     can_cancel: bool | None = None
     estimated_time: float | None = None
-    extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    extra: Mapping[str, Any] = attrs.field(default=NOTHING_EXTRA, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -102,7 +108,7 @@ class Cost:
     credits: float | None = None
     usd: float | None = None
     cny: float | None = None
-    extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    extra: Mapping[str, Any] = attrs.field(default=NOTHING_EXTRA, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -114,7 +120,7 @@ class Usage:
     credits_used: float | None = None
     user_group: str | None = None
     cost: Cost | None = None
-    extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    extra: Mapping[str, Any] = attrs.field(default=NOTHING_EXTRA, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -124,7 +130,7 @@ class TaskError:
     code: str | None = None
     message: str | None = None
     type: str | None = None
-    extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    extra: Mapping[str, Any] = attrs.field(default=NOTHING_EXTRA, repr=False)
 
     @property
     def retryable(self) -> bool:
@@ -152,7 +158,7 @@ class Task:
     usage: Usage | None = None
     results: tuple[str, ...] = ()
     error: TaskError | None = None
-    extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    extra: Mapping[str, Any] = attrs.field(default=NOTHING_EXTRA, repr=False)
 
     @property
     def is_final(self) -> bool:
@@ -184,7 +190,7 @@ class Credits:
     key_remaining: float | None = None
     key_used: float | None = None
     key_unlimited: bool | None = None
-    extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    extra: Mapping[str, Any] = attrs.field(default=NOTHING_EXTRA, repr=False)
 
 
 #: Sizes the known models document (each model accepts its own subset; checked when a request is built).
@@ -252,7 +258,7 @@ def _to_url_tuple(value: Iterable[str] | None) -> tuple[str, ...]:
 
 
 def _to_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return dict(value) if value else {}
+    return dict(value) if value else NOTHING_EXTRA
 
 
 @attrs.frozen
@@ -270,7 +276,7 @@ class ImageRequest:
     image_urls: tuple[str, ...] = attrs.field(default=(), converter=_to_url_tuple, kw_only=True)
     callback_url: str | None = attrs.field(default=None, kw_only=True)
     model_params: Mapping[str, Any] | None = attrs.field(default=None, kw_only=True)
-    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_to_mapping, kw_only=True)
+    extra: Mapping[str, Any] = attrs.field(default=NOTHING_EXTRA, converter=_to_mapping, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
