@@ -24,7 +24,8 @@ class RateLimiter:
 
     ``rate`` None means unpaced, but a 429's ``Retry-After`` still pauses everyone. Waiters are served
     in order within two queues, urgent first: a read ends a wait and frees a slot, a create only adds
-    work. On 429 the rate halves (down to ``rate / 16``); each success then adds back ``rate / 20``
+    work. Creates also leave ``reserve`` tokens (half the burst) in the bucket for reads: reads due together
+    (tasks created together finish together) then go at once instead of one per token. On 429 the rate halves (down to ``rate / 16``); each success then adds back ``rate / 20``
     (additive increase, multiplicative decrease), so a client settles just under the server's limit.
     """
 
@@ -33,6 +34,7 @@ class RateLimiter:
         self.rate = rate
         self.burst = burst
         self._tokens = float(burst)
+        self.reserve = burst // 2
         self._updated = time.monotonic()
         self._paused_until = 0.0
         self._urgent: deque[_Waiter] = deque()
@@ -48,15 +50,16 @@ class RateLimiter:
         """Requests queued for their turn right now."""
         return len(self._urgent) + len(self._normal)
 
-    def _wait_time(self, now: float) -> float:
-        """Seconds until a token is free (0: now), refilling the bucket first."""
+    def _wait_time(self, now: float, urgent: bool) -> float:
+        """Seconds until a token is free for this kind of request (0: now), refilling the bucket first."""
         if self._paused_until > now:
             return self._paused_until - now
         if self.rate is None:
             return 0.0
         self._tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.rate)
         self._updated = now
-        return 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self.rate
+        needed = 1.0 if urgent else 1.0 + self.reserve
+        return 0.0 if self._tokens >= needed else (needed - self._tokens) / self.rate
 
     def _take(self) -> None:
         if self.rate is not None:
@@ -73,7 +76,7 @@ class RateLimiter:
 
     async def acquire(self, *, urgent: bool = False) -> None:
         """Wait for this request's turn; ``urgent`` (status reads) go before queued creates."""
-        if not self._urgent and not self._normal and self._wait_time(time.monotonic()) <= 0:
+        if not self._urgent and not self._normal and self._wait_time(time.monotonic(), urgent) <= 0:
             self._take()  # nobody queued and a token free: no queue to join, no event-loop round trip
             return
         me = _Waiter()
@@ -82,7 +85,7 @@ class RateLimiter:
         try:
             while True:
                 if self._head() is me:
-                    delay = self._wait_time(time.monotonic())
+                    delay = self._wait_time(time.monotonic(), urgent)
                     if delay <= 0:
                         self._take()
                         return

@@ -84,7 +84,7 @@ async def test_rate_limiter_spaces_acquires_by_one_over_rate() -> None:
     for _ in range(11):
         await limiter.acquire()
     assert time.monotonic() - start >= 0.45
-    assert limiter.waiting == 0
+    assert limiter.queued == 0
 
 
 # -- slow-down on 429 and recovery ----------------------------------------------------------------------
@@ -187,3 +187,55 @@ async def test_poll_reads_are_paced_by_the_same_bucket_as_other_requests(
     assert fake.stats.batch_requests + fake.stats.read_requests == len(arrivals) - 1 >= 1
     # One create and its poll reads share 10 tokens per second: at least 0.1 s apart on average.
     assert arrivals[-1] - arrivals[0] >= 0.1 * (len(arrivals) - 1) - 0.02
+
+
+# -- reads before creates ------------------------------------------------------------------------------
+
+
+async def test_a_queued_read_goes_before_creates_queued_earlier() -> None:
+    limiter = RateLimiter(20.0, 1)  # one token, then one every 50 ms; no reserve with a burst of 1
+    await limiter.acquire()  # the bucket is empty now: everyone below queues
+    order: list[str] = []
+
+    async def take(name: str, urgent: bool) -> None:
+        await limiter.acquire(urgent=urgent)
+        order.append(name)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(3):
+            tg.start_soon(take, f"create {i}", False)
+        await until(lambda: limiter.queued == 3)
+        tg.start_soon(take, "read", True)
+    # The head create may already hold its turn; the read overtakes every create behind it.
+    assert order.index("read") <= 1
+    assert [name for name in order if name != "read"] == ["create 0", "create 1", "create 2"]
+
+
+async def test_creates_leave_half_the_burst_for_reads() -> None:
+    limiter = RateLimiter(1.0, 4)  # reserve 2: creates stop at two tokens left; refills take a second each
+    assert limiter.reserve == 2
+    await limiter.acquire()
+    await limiter.acquire()
+    with anyio.move_on_after(0.3) as scope:
+        await limiter.acquire()  # a third create would eat the reserve: it waits
+    assert scope.cancelled_caught
+    for _ in range(2):  # the reserve serves reads at once
+        with anyio.fail_after(0.3):
+            await limiter.acquire(urgent=True)
+
+
+async def test_under_the_pace_a_status_read_overtakes_queued_creates_at_the_server(
+    fake: FakeEvolink, make_client: MakeClient
+) -> None:
+    limits = evo.Limits(requests_per_second=5.0, burst=1, max_in_flight=16)
+    async with make_client(fake, limits=limits) as client:
+        first = await client.submit("[never] a cat")
+        async with anyio.create_task_group() as tg:
+            for i in range(4):
+                tg.start_soon(client.submit, f"[never] queued create {i}")
+            await until(lambda: client._rate.queued == 4)
+            tg.start_soon(client.get_task, first)
+    routes = [(r.method, r.path) for r in fake.stats.requests_seen]
+    read_at = routes.index(("GET", f"/v1/tasks/{first.id}"))
+    creates_after = [r for r in routes[read_at:] if r == ("POST", "/v1/images/generations")]
+    assert len(creates_after) >= 3  # at most the head create (already holding its turn) went before it
