@@ -24,7 +24,7 @@ class RateLimiter:
 
     ``rate`` None means unpaced, but a 429's ``Retry-After`` still pauses everyone. Waiters are served
     in order within two queues, urgent first: a read ends a wait and frees a slot, a create only adds
-    work. Creates also leave ``reserve`` tokens (half the burst) in the bucket for reads: reads due together
+    work. Creates also leave ``reserve`` tokens (a quarter of the burst) in the bucket for reads: reads due together
     (tasks created together finish together) then go at once instead of one per token. On 429 the rate halves (down to ``rate / 16``); each success then adds back ``rate / 20``
     (additive increase, multiplicative decrease), so a client settles just under the server's limit.
     """
@@ -34,7 +34,7 @@ class RateLimiter:
         self.rate = rate
         self.burst = burst
         self._tokens = float(burst)
-        self.reserve = burst // 2
+        self.reserve = burst // 4
         self._updated = time.monotonic()
         self._paused_until = 0.0
         self._urgent: deque[_Waiter] = deque()

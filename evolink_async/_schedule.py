@@ -28,9 +28,13 @@ def next_delay(
     """
     # 0 is a real estimate ("about instant"): the first read then comes at min_interval.
     estimate = estimated if estimated is not None and estimated >= 0 else policy.default_estimate
+    spread = 2.0 * rng() - 1.0
     if progress is not None and 0 < progress < 100 and elapsed > 0:
         total = elapsed * 100.0 / progress
         delay = total - elapsed + policy.finish_margin * total
+        # Aimed at a predicted finish: jitter only later, since a read before the finish is wasted (and
+        # costs a token of the pace that a read of a finished task could have had).
+        spread = abs(spread)
     elif elapsed < estimate * policy.first_check:
         delay = estimate * policy.first_check - elapsed
     elif elapsed < estimate:
@@ -40,7 +44,7 @@ def next_delay(
     # Never re-read faster than a small fraction of the time the task has already taken.
     floor = max(policy.min_interval, 0.03 * elapsed)
     delay = min(policy.max_interval, max(floor, delay))
-    return delay * (1.0 + policy.jitter * (2.0 * rng() - 1.0))
+    return delay * (1.0 + policy.jitter * spread)
 
 
 def safety_net_delay(

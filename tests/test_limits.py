@@ -211,11 +211,11 @@ async def test_a_queued_read_goes_before_creates_queued_earlier() -> None:
     assert [name for name in order if name != "read"] == ["create 0", "create 1", "create 2"]
 
 
-async def test_creates_leave_half_the_burst_for_reads() -> None:
-    limiter = RateLimiter(1.0, 4)  # reserve 2: creates stop at two tokens left; refills take a second each
+async def test_creates_leave_a_quarter_of_the_burst_for_reads() -> None:
+    limiter = RateLimiter(1.0, 8)  # reserve 2: creates stop at two tokens left; refills take a second each
     assert limiter.reserve == 2
-    await limiter.acquire()
-    await limiter.acquire()
+    for _ in range(6):
+        await limiter.acquire()
     with anyio.move_on_after(0.3) as scope:
         await limiter.acquire()  # a third create would eat the reserve: it waits
     assert scope.cancelled_caught
