@@ -24,9 +24,10 @@ class RateLimiter:
 
     ``rate`` None means unpaced, but a 429's ``Retry-After`` still pauses everyone. Waiters are served
     in order within two queues, urgent first: a read ends a wait and frees a slot, a create only adds
-    work. Creates also leave ``reserve`` tokens (a quarter of the burst) in the bucket for reads: reads due together
-    (tasks created together finish together) then go at once instead of one per token. On 429 the rate halves (down to ``rate / 16``); each success then adds back ``rate / 20``
-    (additive increase, multiplicative decrease), so a client settles just under the server's limit.
+    work. Creates also leave ``reserve`` tokens (a quarter of the burst) in the bucket for reads: reads due
+    together (tasks created together finish together) then go at once instead of one per token. On 429 the
+    rate halves (down to ``rate / 16``); each success then adds back ``rate / 20`` (additive increase,
+    multiplicative decrease), so a client settles just under the server's limit.
     """
 
     def __init__(self, rate: float | None, burst: int) -> None:
