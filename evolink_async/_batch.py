@@ -26,9 +26,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import errors
 from ._converter import request_to_wire, structure_task, task_to_wire
 from ._download import Downloader
-from ._engine import Engine, failure_of
+from ._engine import Engine, Launched, failure_of
 from ._journal import Journal, JournalEntry, fingerprint
+from ._poller import OnFinal
 from ._requests import BATCH_OPTIONS, build_request, check_field_names, check_timeout, new_idempotency_key
+from ._slots import Slot
 from .models import ImageRequest, Task, TaskStatus
 
 __all__ = ("BatchInput", "BatchRun", "BatchStats", "Outcome")
@@ -100,6 +102,29 @@ class _Plan:
     probe: bool = False  # its create tells the price
     resumed: bool = False
     created: bool = False
+    finished: bool = False  # the engine called back: final, or its wait ended
+
+
+@attrs.frozen(slots=True)
+class _Final:
+    """A launched input whose task is final (or whose wait ended with ``error``), queued for a finisher."""
+
+    index: int
+    input: Any
+    request: ImageRequest
+    plan: _Plan
+    slot: Slot
+    task: Task | None
+    error: BaseException | None
+
+
+def _as_exception(error: BaseException) -> Exception:
+    """Outcomes carry Exceptions; anything else that ended a wait is wrapped, never dropped."""
+    if isinstance(error, Exception):
+        return error
+    wrapped = errors.EvolinkError(f"the wait ended with {type(error).__name__}: {error}")
+    wrapped.__cause__ = error
+    return wrapped
 
 
 def _to_request(item: Any, fields: Mapping[str, Any]) -> ImageRequest:
@@ -145,6 +170,15 @@ class BatchRun:
         self._downloader = downloader
         self._inputs = inputs
         self._pool_size = max_in_flight or engine.limits.max_in_flight
+        self._cap = anyio.CapacityLimiter(self._pool_size)
+        limits = engine.limits
+        # Creates go out over at most max_connections at once: twice that many submitters keep them busy.
+        self._submitters = min(self._pool_size, max(16, 2 * limits.max_connections))
+        self._finishers = min(self._pool_size, max(16, limits.max_download_connections))
+        self._following: dict[int, Launched] = {}
+        self._finals: MemoryObjectSendStream[_Final] | None = None
+        self._submitted_all = False
+        self._quiet: anyio.Event | None = None
         self.budget = budget
         self._price: float | None = cost_per_task
         self._price_known = anyio.Event()
@@ -235,35 +269,53 @@ class BatchRun:
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
 
-    # -- the inputs ----------------------------------------------------------------------------------
+    # -- the work ------------------------------------------------------------------------------------
 
     async def _produce(self, send: MemoryObjectSendStream[Outcome]) -> None:
-        # A pool of max_in_flight workers, each pulling its next input only when idle: memory stays flat
-        # however long the input, and nothing is paid per input for a task, a token or a stream clone.
+        # A few submitters create tasks; a created task is followed by the poller without a coroutine of its
+        # own, and handed to a few finishers once final (refunds, downloads, the journal, the outcome). So
+        # 20,000 tasks in flight cost 20,000 small records, not 20,000 suspended coroutines.
         inputs = self._inputs
         async_items = inputs.__aiter__() if isinstance(inputs, AsyncIterable) else None
         sync_items = iter(inputs) if async_items is None else None  # type: ignore[arg-type]
         next_input = self._puller(sync_items, async_items)
+        finals_send, finals_receive = anyio.create_memory_object_stream[_Final](math.inf)
+        self._finals = finals_send
         try:
-            async with send, anyio.create_task_group() as workers:
-                for started in range(self._pool_size):
-                    workers.start_soon(self._worker, next_input, send.clone())
-                    if started % _SPAWN_CHUNK == _SPAWN_CHUNK - 1:
-                        # Each worker's first steps (pull, plan, create) run in the loop iteration after its
-                        # start: started in chunks, 20,000 of them never hold the loop for seconds.
-                        await anyio.lowlevel.checkpoint()
+            async with send, finals_send, anyio.create_task_group() as tg:
+                for _ in range(self._finishers):
+                    tg.start_soon(self._finisher, finals_receive.clone(), send.clone())
+                finals_receive.close()
+                async with anyio.create_task_group() as submitters:
+                    for started in range(self._submitters):
+                        submitters.start_soon(self._submitter, next_input, send.clone())
+                        if started % _SPAWN_CHUNK == _SPAWN_CHUNK - 1:
+                            # A checkpoint: never hold the loop for thousands of starts.
+                            await anyio.lowlevel.checkpoint()
+                await self._drained()
+                finals_send.close()  # the finishers drain what is queued, then end
         finally:
+            for launched in list(self._following.values()):
+                launched.stop()  # left early: stop following (the tasks go on at the server)
+            self._following.clear()
             # Leaving early closes the caller's async generator now, not whenever it is collected.
             aclose = getattr(async_items, "aclose", None)
             if aclose is not None:
                 with anyio.CancelScope(shield=True):
                     await aclose()
 
+    async def _drained(self) -> None:
+        """Every input is launched or decided: wait until the launched ones are final too."""
+        self._submitted_all = True
+        if self.stats.in_flight > 0:
+            self._quiet = anyio.Event()
+            await self._quiet.wait()
+
     def _puller(
         self, sync_items: Iterator[Any] | None, async_items: AsyncIterator[Any] | None
     ) -> Callable[[], Awaitable[tuple[int, Any] | None]]:
-        """The function workers call for their next (index, input); None when the inputs are done."""
-        # An async iterator must not be advanced by two workers at once; a plain one is advanced without
+        """The function submitters call for their next (index, input); None when the inputs are done."""
+        # An async iterator must not be advanced by two submitters at once; a plain one is advanced without
         # any await, so it needs no lock.
         pull = anyio.Lock()
         counter = itertools.count()
@@ -294,28 +346,60 @@ class BatchRun:
 
         return next_input
 
-    async def _worker(
+    async def _submitter(
         self, next_input: Callable[[], Awaitable[tuple[int, Any] | None]], out: MemoryObjectSendStream[Outcome]
     ) -> None:
         async with out:
-            while (pulled := await next_input()) is not None:
-                if not await self._work(*pulled, out):
+            while True:
+                # The batch's own cap: a slot per input from before it is pulled until its outcome is handed
+                # over, so that a slow consumer slows submission instead of piling up outcomes.
+                slot = Slot(self._cap)
+                await slot.acquire()
+                pulled = await next_input()
+                if pulled is None:
+                    slot.release()
+                    return
+                if not await self._submit(*pulled, slot, out):
                     return
 
-    async def _work(self, index: int, item: Any, send: MemoryObjectSendStream[Outcome]) -> bool:
-        """Run one input to its outcome and hand it over; False when the whole run must stop."""
+    async def _submit(self, index: int, item: Any, slot: Slot, out: MemoryObjectSendStream[Outcome]) -> bool:
+        """Launch one input, or hand over its outcome if it is decided at once; False when the run must stop."""
         try:
-            outcome = await self._process(index, item)
+            outcome = await self._launch(index, item, slot)
         except errors.JournalError as exc:
-            # A journal of another batch: stop the whole run and say so (raised by __aexit__).
-            if self._fatal is None:
-                self._fatal = exc
-            if self._task_group is not None:
-                self._task_group.cancel_scope.cancel()
+            slot.release()
+            self._stop(exc)
             return False
         except Exception as exc:  # one input's failure never cancels the rest, and is never lost
             log.debug("batch input %d failed: %s", index, exc)
             outcome = Outcome(index=index, input=item, error=exc)
+        if outcome is not None:
+            await self._deliver(outcome, out)
+            slot.release()
+        return True
+
+    async def _finisher(self, finals: MemoryObjectReceiveStream[_Final], out: MemoryObjectSendStream[Outcome]) -> None:
+        async with finals, out:
+            async for final in finals:
+                try:
+                    outcome = await self._conclude(final)
+                except errors.JournalError as exc:
+                    final.slot.release()
+                    self._stop(exc)
+                    return
+                except Exception as exc:  # never lost: the outcome carries it
+                    outcome = Outcome(final.index, final.input, final.request, error=exc, resumed=final.plan.resumed)
+                await self._deliver(outcome, out)
+                final.slot.release()
+
+    def _stop(self, exc: errors.JournalError) -> None:
+        # A journal of another batch (or unusable): stop the whole run and say so (raised by __aexit__).
+        if self._fatal is None:
+            self._fatal = exc
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+
+    async def _deliver(self, outcome: Outcome, send: MemoryObjectSendStream[Outcome]) -> None:
         self._count(outcome)
         try:
             try:
@@ -323,8 +407,7 @@ class BatchRun:
             except anyio.WouldBlock:
                 await send.send(outcome)
         except anyio.BrokenResourceError:
-            log.debug("batch consumer left; outcome of input %d not delivered", index)
-        return True
+            log.debug("batch consumer left; outcome of input %d not delivered", outcome.index)
 
     def _count(self, outcome: Outcome) -> None:
         if outcome.error is None:
@@ -336,8 +419,8 @@ class BatchRun:
 
     # -- one input -----------------------------------------------------------------------------------
 
-    async def _process(self, index: int, item: Any) -> Outcome:
-        """Plan the input (journal, budget), run it through the engine, conclude (refund, download, record)."""
+    async def _launch(self, index: int, item: Any, slot: Slot) -> Outcome | None:
+        """Plan the input (journal, budget) and launch it through the engine; an Outcome if decided at once."""
         try:
             request = _to_request(item, self._fields)
         except errors.ValidationError as exc:
@@ -345,16 +428,51 @@ class BatchRun:
         plan = await self._plan(index, item, request)
         if isinstance(plan, Outcome):
             return plan
-        final = await self._run(index, request, plan)
-        failure = failure_of(final)
+        on_final = functools.partial(self._on_final, index, item, request, plan, slot)
+        launched = await self._run(index, request, plan, on_final)
+        if not plan.finished:
+            self._following[index] = launched
+        return None
+
+    def _on_final(
+        self,
+        index: int,
+        item: Any,
+        request: ImageRequest,
+        plan: _Plan,
+        slot: Slot,
+        task: Task | None,
+        error: BaseException | None,
+    ) -> None:
+        """The engine's callback once a launched task is final (or its wait ended): queue it for a finisher."""
+        plan.finished = True
+        self._following.pop(index, None)
+        self.stats.in_flight -= 1
+        try:
+            assert self._finals is not None
+            self._finals.send_nowait(_Final(index, item, request, plan, slot, task, error))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            slot.release()
+            log.debug("batch left; outcome of input %d not delivered", index)
+        if self.stats.in_flight == 0 and self._quiet is not None:
+            self._quiet.set()
+
+    async def _conclude(self, final: _Final) -> Outcome:
+        """A final task to its outcome: refund a failure, settle the charge, download, record."""
+        index, item, request, plan, task = final.index, final.input, final.request, final.plan, final.task
+        if task is None:
+            assert final.error is not None
+            error = errors.task_context(plan.task_id or "").attach(final.error) if plan.task_id else final.error
+            return Outcome(index, item, request, error=_as_exception(error), resumed=plan.resumed)
+        failure = failure_of(task)
         if failure is not None:
             self._settle(plan.estimate, 0.0)  # failed and cancelled tasks are refunded
             if self._journal is not None:
-                await self._journal.finished(index, state="failed", task_json=task_to_wire(final), credits=0.0)
-            return Outcome(index, item, request, task=final, error=failure, resumed=plan.resumed)
-        charged = _charged(final, plan.estimate)
+                await self._journal.finished(index, state="failed", task_json=task_to_wire(task), credits=0.0)
+            return Outcome(index, item, request, task=task, error=failure, resumed=plan.resumed)
+        charged = _charged(task, plan.estimate)
         self._settle(plan.estimate, charged)
-        return await self._finish_completed(index, item, request, final, charged, resumed=plan.resumed)
+        return await self._finish_completed(index, item, request, task, charged, resumed=plan.resumed)
 
     async def _plan(self, index: int, item: Any, request: ImageRequest) -> _Plan | Outcome:
         """What to do with this input; an Outcome when it is already decided (final in the journal, no budget)."""
@@ -412,20 +530,22 @@ class BatchRun:
                 raise
         return plan
 
-    async def _run(self, index: int, request: ImageRequest, plan: _Plan) -> Task:
-        """The engine's path for this input: create (unless resumed by id) and wait; the final task."""
+    async def _run(self, index: int, request: ImageRequest, plan: _Plan, on_final: OnFinal) -> Launched:
+        """The engine's path for this input: create (unless resumed by id), then followed until final."""
         self.stats.in_flight += 1
         try:
-            return await self._engine.run(
+            return await self._engine.launch(
                 request,
+                on_final,
                 key=plan.key,
                 task_id=plan.task_id,
                 timeout=self._timeout,
                 on_created=functools.partial(self._created, index, plan),
             )
         except Exception as exc:
+            self.stats.in_flight -= 1
             if plan.created or plan.task_id is not None:
-                raise  # the task exists: its credits stay committed until it is seen final
+                raise  # the task exists: its credits stay committed
             if plan.resumed and isinstance(exc, errors.ConflictError):
                 # The saved key with another body (e.g. a different callback URL this run): the task of the
                 # first run may exist, so this is unknown, not a refusal. Its estimate stays committed.
@@ -443,11 +563,10 @@ class BatchRun:
             self._not_created(plan)
             raise
         except BaseException:
+            self.stats.in_flight -= 1
             if not plan.created and plan.task_id is None:
                 self._not_created(plan)
             raise
-        finally:
-            self.stats.in_flight -= 1
 
     def _not_created(self, plan: _Plan) -> None:
         """The create certainly did not happen: give its credits back, and its probe turn."""
@@ -459,6 +578,7 @@ class BatchRun:
     async def _created(self, index: int, plan: _Plan, task: Task) -> None:
         """The engine's hook once the create answered: learn the price, settle the estimate, record the id."""
         plan.created = True
+        plan.task_id = task.id
         reserved = _reserved(task)
         self._learn_price(reserved, probe=plan.probe)
         actual = reserved if reserved is not None else plan.estimate

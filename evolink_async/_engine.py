@@ -28,11 +28,11 @@ from ._api import API
 from ._callbacks import CallbackRegistry
 from ._config import Limits, PollPolicy, Timeouts
 from ._converter import request_to_wire
-from ._poller import Poller, Watch
+from ._poller import Follower, OnFinal, Poller, Watch
 from ._slots import Slot
 from .models import ImageRequest, Task, TaskStatus
 
-__all__ = ("Engine", "OnUpdate", "failure_of")
+__all__ = ("Engine", "Launched", "OnCreated", "OnUpdate", "failure_of")
 
 log = logging.getLogger("evolink_async")
 
@@ -65,7 +65,7 @@ class Engine:
         self.limits = limits
         self.callback_url = callback_url
         self.callback_registry = CallbackRegistry(read=self.read, is_waited_on=self._is_waited_on, spawn=self.spawn)
-        self.poller = Poller(api, poll, timeouts, self.callback_registry)
+        self.poller = Poller(api, poll, timeouts, self.callback_registry, readers=limits.max_connections)
         self.slots = anyio.CapacityLimiter(limits.max_in_flight)
         self.state = "new"  # new -> open -> closed
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -166,7 +166,7 @@ class Engine:
             w = self.poller.watch(task_id, known, submitted_at=submitted_at, callback=expects_callback)
             try:
                 with anyio.move_on_after(timeout) if timeout is not None else _NO_SCOPE as scope:
-                    await _follow(self.poller, w, on_update)
+                    await _follow(w, on_update)
                 if scope is not None and scope.cancelled_caught:
                     raise errors.WaitTimeoutError(task_id, timeout or 0.0, w.task)
             finally:
@@ -175,6 +175,24 @@ class Engine:
             assert final is not None
             assert final.is_final
             return final
+
+    def follow(
+        self,
+        task_id: str,
+        on_final: OnFinal,
+        *,
+        known: Task | None = None,
+        submitted_at: float | None = None,
+        timeout: float | None = None,
+    ) -> Follower:
+        """Like :meth:`wait`, without a waiting coroutine: ``on_final(task, error)`` is called once."""
+        self.check_open(needs_poller=True)
+        expects_callback = task_id in self.callback_registry
+        if known is not None and not known.is_final and self.callback_registry.announced(task_id):
+            known, submitted_at = None, None  # its callback already came: read it now
+        return self.poller.follow(
+            task_id, known, on_final, submitted_at=submitted_at, callback=expects_callback, timeout=timeout
+        )
 
     # -- the whole path ----------------------------------------------------------------------------
 
@@ -203,13 +221,69 @@ class Engine:
                 task_id, known=known, submitted_at=submitted_at, timeout=timeout, on_update=on_update
             )
 
+    async def launch(
+        self,
+        request: ImageRequest,
+        on_final: OnFinal,
+        *,
+        key: str,
+        task_id: str | None = None,
+        timeout: float | None = None,
+        on_created: OnCreated | None = None,
+    ) -> Launched:
+        """:meth:`run` without a coroutine held through the wait (a batch's thousands of tasks in flight).
 
-async def _follow(poller: Poller, w: Watch, on_update: OnUpdate | None) -> None:
-    """Sleep on the watch until its task is final, telling ``on_update`` of each new state.
+        Returns once the task is created (or, with ``task_id``, resumed) and followed; ``on_final(task,
+        error)`` is called once, after the task's slot is released. Errors before that are raised here.
+        """
+        launched = Launched(Slot(self.slots))
+        assert launched.slot is not None
+        await launched.slot.acquire()
+        try:
+            known: Task | None = None
+            submitted_at: float | None = None
+            if task_id is None:
+                known = await self.create(request, key)
+                submitted_at = time.monotonic()
+                task_id = known.id
+                if on_created is not None:
+                    with errors.task_context(task_id):
+                        await on_created(known)
 
-    In per-task mode the waiter makes its task's reads itself when the poller says they are due: no task is
-    spawned per read.
-    """
+            def done(task: Task | None, error: BaseException | None) -> None:
+                launched.release()
+                on_final(task, error)
+
+            launched.follower = self.follow(task_id, done, known=known, submitted_at=submitted_at, timeout=timeout)
+        except BaseException:
+            launched.release()
+            raise
+        return launched
+
+
+class Launched:
+    """A task launched by :meth:`Engine.launch`: it holds its in-flight slot until ``on_final`` runs, or until
+    :meth:`stop` (its wait cancelled: the task goes on at the server)."""
+
+    __slots__ = ("follower", "slot")
+
+    def __init__(self, slot: Slot) -> None:
+        self.slot: Slot | None = slot
+        self.follower: Follower | None = None
+
+    def release(self) -> None:
+        slot, self.slot = self.slot, None
+        if slot is not None:
+            slot.release()
+
+    def stop(self) -> None:
+        if self.follower is not None:
+            self.follower.stop()
+        self.release()
+
+
+async def _follow(w: Watch, on_update: OnUpdate | None) -> None:
+    """Sleep on the watch until its task is final, telling ``on_update`` of each new state."""
     seen: tuple[str, int | None] | None = None
     while True:
         current = w.task
@@ -224,7 +298,5 @@ async def _follow(poller: Poller, w: Watch, on_update: OnUpdate | None) -> None:
             raise w.error
         if current is not None and current.is_final:
             return
-        if poller.claim(w):
-            await poller.read_claimed(w)
-        elif w.task is current and w.error is None:
+        if w.task is current and w.error is None:
             await w.changed().wait()

@@ -5,8 +5,9 @@ the earliest is due (or a new task arrives), then refreshes every due task in as
 can: ``POST /v1/tasks/batch`` (up to 50 ids) when the server answers it, one ``GET`` each otherwise.
 When a task is read its next check is planned from what is known: the server's ``estimated_time``,
 the time elapsed, and its ``progress`` (which predicts the finish). Waiters sleep on an event the poller
-sets; in per-task mode the poller wakes a waiter when its read is due and the waiter makes that read
-(:meth:`Poller.claim`), so that no task is spawned per read.
+sets; followers (a batch's in-flight tasks) hold no coroutine at all: the poller calls them back once their
+task is final (:meth:`Poller.follow`). Per-task reads are made by a small pool of reader coroutines, never by
+a task spawned per read.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import itertools
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 
 import anyio
+import anyio.abc
 import attrs
 
 from . import errors
@@ -29,7 +32,10 @@ from ._schedule import next_delay, safety_net_delay
 from ._slots import Slot
 from .models import Task
 
-__all__ = ("Poller", "Watch")
+__all__ = ("Follower", "OnFinal", "Poller", "Watch")
+
+#: A follower's callback: the final task, or the error that ended the following (never both None).
+OnFinal = Callable[["Task | None", "BaseException | None"], None]
 
 log = logging.getLogger("evolink_async")
 
@@ -74,6 +80,8 @@ class Watch:
     #: Set (and dropped) on every change; made only when someone sleeps on it, since most reads find
     #: nobody asleep yet and an Event per read is a measurable cost in large batches.
     _changed: anyio.Event | None = None
+    #: Called back (once) when the task is final or fails: waits without a coroutine (see Poller.follow).
+    followers: list[Follower] | None = None
 
     def changed(self) -> anyio.Event:
         """The event the next change sets."""
@@ -95,10 +103,47 @@ class Watch:
             self.wake()
 
     def wake(self) -> None:
-        """Wake whoever sleeps on this watch."""
+        """Wake whoever sleeps on this watch; call its followers back once it is done."""
         event, self._changed = self._changed, None
         if event is not None:
             event.set()
+        if self.followers is not None and self.done:
+            followers, self.followers = self.followers, None
+            for follower in followers:
+                follower.fire(None)
+
+
+class Follower:
+    """A wait without a coroutine: ``on_final`` is called once, when the task is final, fails, or the
+    timeout passes. It must only hand the result on (it runs inside the poller)."""
+
+    __slots__ = ("_poller", "active", "on_final", "timeout", "watch")
+
+    def __init__(self, poller: Poller, watch: Watch, on_final: OnFinal, timeout: float | None) -> None:
+        self._poller = poller
+        self.watch = watch
+        self.on_final = on_final
+        self.timeout = timeout
+        self.active = True
+
+    def fire(self, error: BaseException | None) -> None:
+        """End the following: release the watch, then call ``on_final`` (once)."""
+        if not self.active:
+            return
+        self.active = False
+        w = self.watch
+        self._poller.release(w)
+        if error is None and w.error is not None:
+            error = w.error
+        self.on_final(None if error is not None else w.task, error)
+
+    def stop(self) -> None:
+        """Stop following (its wait was cancelled): no callback, the watch is released."""
+        if self.active:
+            self.active = False
+            if self.watch.followers is not None and self in self.watch.followers:
+                self.watch.followers.remove(self)
+            self._poller.release(self.watch)
 
 
 class Poller:
@@ -111,6 +156,7 @@ class Poller:
         timeouts: Timeouts,
         callbacks: CallbackRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
+        readers: int = 32,
     ) -> None:
         self._api = api
         self._callbacks = callbacks
@@ -122,6 +168,13 @@ class Poller:
         self._seq = itertools.count()
         self._wake = anyio.Event()
         self._reads = anyio.CapacityLimiter(policy.max_concurrent_reads or math.inf)
+        # Per-task reads: due watches queue here for a pool of reader coroutines (started as needed).
+        self._due: deque[Watch] = deque()
+        self._idle_readers: list[anyio.Event] = []
+        self._readers = 0
+        self._max_readers = policy.max_concurrent_reads or readers
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._deadlines: list[tuple[float, int, Follower]] = []
         self._last_batch = float("-inf")
         self._sleep_until = float("-inf")  # when the sleeping loop wakes by itself (inf: only when woken)
         self._backlog = False
@@ -176,25 +229,31 @@ class Poller:
         w.refs += 1
         return w
 
-    def claim(self, w: Watch) -> bool:
-        """Per-task mode: whether ``w``'s read is due and the calling waiter should make it now."""
-        if self.batch_supported is not False or w.reading or w.done or w.due > self._clock():
-            return False
-        if self._watches.get(w.task_id) is not w:
-            return False
-        w.reading = True
-        return True
-
-    async def read_claimed(self, w: Watch) -> None:
-        """Make the read :meth:`claim` gave this waiter."""
-        try:
-            await self._refresh_one(w)
-        finally:
-            if w.reading:
-                # Cancelled mid-read: another waiter of the task (if any) reads it next.
-                w.reading = False
-                if not w.done and self._watches.get(w.task_id) is w:
-                    self._schedule(w, self._clock())
+    def follow(
+        self,
+        task_id: str,
+        task: Task | None,
+        on_final: OnFinal,
+        *,
+        submitted_at: float | None = None,
+        callback: bool = False,
+        timeout: float | None = None,
+    ) -> Follower:
+        """Watch a task without a waiting coroutine: ``on_final`` is called once it is final (see Follower)."""
+        w = self.watch(task_id, task, submitted_at=submitted_at, callback=callback)
+        follower = Follower(self, w, on_final, timeout)
+        if w.done:
+            follower.fire(None)
+            return follower
+        if w.followers is None:
+            w.followers = []
+        w.followers.append(follower)
+        if timeout is not None:
+            deadline = self._clock() + timeout
+            heapq.heappush(self._deadlines, (deadline, next(self._seq), follower))
+            if deadline < self._sleep_until:
+                self._wake.set()
+        return follower
 
     def release(self, w: Watch) -> None:
         w.refs -= 1
@@ -245,12 +304,57 @@ class Poller:
         return delay
 
     def _schedule_first(self, w: Watch, due: float) -> None:
-        if due <= self._clock() and self.batch_supported is False:
-            # Per-task mode, due now: the new waiter claims this read itself at once (see claim); the loop
-            # need not hear of it.
+        if due <= self._clock() and self.batch_supported is False and self._tg is not None:
+            # Per-task mode, due now: straight to the readers; the loop need not hear of it.
             w.due = due
+            w.reading = True
+            self._enqueue(w)
             return
         self._schedule(w, due)
+
+    # -- per-task reads ------------------------------------------------------------------------------
+
+    def _enqueue(self, w: Watch) -> None:
+        """Queue a due watch (``reading`` already set) for the readers; start one if none is idle."""
+        self._due.append(w)
+        if self._idle_readers:
+            self._idle_readers.pop().set()
+        elif self._readers < self._max_readers and self._tg is not None:
+            self._readers += 1
+            self._tg.start_soon(self._reader)
+
+    async def _reader(self) -> None:
+        try:
+            while True:
+                while self._due:
+                    w = self._due.popleft()
+                    if self._watches.get(w.task_id) is not w or w.done:
+                        w.reading = False
+                        continue
+                    await self._refresh_one(w)
+                idle = _new_event()
+                self._idle_readers.append(idle)
+                await idle.wait()
+        finally:
+            self._readers -= 1
+
+    # -- timeouts of followers -----------------------------------------------------------------------
+
+    def _expire(self, now: float) -> float | None:
+        """Fire the followers whose timeout passed; the next deadline, if any."""
+        while self._deadlines:
+            deadline, _, follower = self._deadlines[0]
+            if not follower.active:
+                heapq.heappop(self._deadlines)
+                continue
+            if deadline > now:
+                return deadline
+            heapq.heappop(self._deadlines)
+            w = follower.watch
+            if w.followers is not None and follower in w.followers:
+                w.followers.remove(follower)
+            follower.fire(errors.WaitTimeoutError(w.task_id, follower.timeout or 0.0, w.task))
+        return None
 
     def _schedule(self, w: Watch, due: float) -> None:
         w.due = due
@@ -287,15 +391,19 @@ class Poller:
     async def run(self) -> None:
         """The poll loop; runs until cancelled."""
         async with anyio.create_task_group() as tg:
+            self._tg = tg
             while True:
                 self._wake = anyio.Event()
-                due_at = self._next_due()
                 now = self._clock()
+                deadline = self._expire(now)
+                due_at = self._next_due()
                 use_batch = self.batch_supported is not False
                 if due_at is not None and use_batch and not self._backlog and self._batches_reading:
                     # A batch read is under way: let more tasks fall due meanwhile so that the next request
                     # reads many (group commit). With none under way, or after a full batch, read at once.
                     due_at = max(due_at, self._last_batch + self.policy.batch_interval)
+                if deadline is not None and (due_at is None or deadline < due_at):
+                    due_at = deadline  # a follower's timeout comes first: wake for it
                 if due_at is None or due_at > now:
                     self._sleep_until = float("inf") if due_at is None else due_at
                     with anyio.move_on_after(None if due_at is None else due_at - now):
@@ -312,9 +420,7 @@ class Poller:
                     tg.start_soon(self._refresh_batch, batch)
                 else:
                     for w in self._pop_due(now, len(self._heap), 0.0):
-                        # Its waiter makes the read (claim): no task per read.
-                        w.reading = False
-                        w.wake()
+                        self._enqueue(w)
 
     async def _refresh_batch(self, batch: list[Watch]) -> None:
         self._batches_reading += 1

@@ -21,12 +21,18 @@ class Slot:
         self._limiter = limiter
         self._token = object()
 
-    async def __aenter__(self) -> None:
+    async def acquire(self) -> None:
         try:
             # A free slot is taken at once; only a full limiter costs a wait (and an event-loop round trip).
             self._limiter.acquire_on_behalf_of_nowait(self._token)
         except anyio.WouldBlock:
             await self._limiter.acquire_on_behalf_of(self._token)
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    def release(self) -> None:
         self._limiter.release_on_behalf_of(self._token)
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()

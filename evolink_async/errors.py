@@ -315,6 +315,12 @@ class task_context:  # lower case: used like a function, ``with task_context(tas
         return None
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is not None:
+            self.attach(exc)
+        # Returns None: never swallows; the exception goes on, with its task id.
+
+    def attach(self, exc: BaseException) -> BaseException:
+        """Give ``exc`` this task id (an error handed over rather than raised, e.g. to a batch); return it."""
         if isinstance(exc, EvolinkError):
             if exc.task_id is None:
                 exc.task_id = self.task_id
@@ -322,4 +328,4 @@ class task_context:  # lower case: used like a function, ``with task_context(tas
             add_note = getattr(exc, "add_note", None)  # Python >= 3.11
             if add_note is not None:
                 add_note(f"evolink task_id={self.task_id}")
-        # Returns None: never swallows; the exception goes on, with its task id.
+        return exc

@@ -276,7 +276,9 @@ class ImageRequest:
     image_urls: tuple[str, ...] = attrs.field(default=(), converter=_to_url_tuple, kw_only=True)
     callback_url: str | None = attrs.field(default=None, kw_only=True)
     model_params: Mapping[str, Any] | None = attrs.field(default=None, kw_only=True)
-    extra: Mapping[str, Any] = attrs.field(default=NOTHING_EXTRA, converter=_to_mapping, kw_only=True)
+    extra: Mapping[str, Any] = attrs.field(
+        default=NOTHING_EXTRA, converter=_to_mapping, kw_only=True, repr=lambda extra: repr(dict(extra))
+    )
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
