@@ -103,6 +103,17 @@ class _Plan:
     resumed: bool = False
     created: bool = False
     finished: bool = False  # the engine called back: final, or its wait ended
+    # Once launched, the plan is also the engine's callback for its input (one object per task in flight,
+    # rather than a closure, a bound method and their cells).
+    index: int = -1
+    input: Any = None
+    request: ImageRequest | None = None
+    slot: Slot | None = None
+    run: BatchRun | None = None
+
+    def __call__(self, task: Task | None, error: BaseException | None) -> None:
+        assert self.run is not None
+        self.run._on_final(self, task, error)
 
 
 @attrs.frozen(slots=True)
@@ -428,32 +439,25 @@ class BatchRun:
         plan = await self._plan(index, item, request)
         if isinstance(plan, Outcome):
             return plan
-        on_final = functools.partial(self._on_final, index, item, request, plan, slot)
-        launched = await self._run(index, request, plan, on_final)
+        plan.index, plan.input, plan.request, plan.slot, plan.run = index, item, request, slot, self
+        launched = await self._run(index, request, plan, plan)
         if not plan.finished:
             self._following[index] = launched
         return None
 
-    def _on_final(
-        self,
-        index: int,
-        item: Any,
-        request: ImageRequest,
-        plan: _Plan,
-        slot: Slot,
-        task: Task | None,
-        error: BaseException | None,
-    ) -> None:
+    def _on_final(self, plan: _Plan, task: Task | None, error: BaseException | None) -> None:
         """The engine's callback once a launched task is final (or its wait ended): queue it for a finisher."""
         plan.finished = True
-        self._following.pop(index, None)
+        self._following.pop(plan.index, None)
         self.stats.in_flight -= 1
+        assert plan.request is not None
+        assert plan.slot is not None
         try:
             assert self._finals is not None
-            self._finals.send_nowait(_Final(index, item, request, plan, slot, task, error))
+            self._finals.send_nowait(_Final(plan.index, plan.input, plan.request, plan, plan.slot, task, error))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            slot.release()
-            log.debug("batch left; outcome of input %d not delivered", index)
+            plan.slot.release()
+            log.debug("batch left; outcome of input %d not delivered", plan.index)
         if self.stats.in_flight == 0 and self._quiet is not None:
             self._quiet.set()
 

@@ -130,6 +130,30 @@ def _results(data: Mapping[str, Any], task_id: str) -> tuple[str, ...]:
     raise MalformedResponseError(f"task results are not a list of URLs: {str(results)[:200]}", task_id=task_id)
 
 
+# Parsed sub-objects by value: the task_info and usage of pending tasks repeat across a batch (and across its
+# reads), and these models are frozen, so thousands of tasks in flight share a few instances instead of
+# holding two each (less memory, and fewer objects for the garbage collector to walk).
+_SHARED: dict[tuple[Any, ...], Any] = {}
+_SHARED_MAX = 1024
+
+
+def _shared_part(hook: Callable[[Any, type], Any], key: str, cls: type, value: Any) -> Any:
+    if not isinstance(value, dict):
+        return hook(value, cls)
+    try:
+        # The value's type is part of the key: True == 1, yet they do not parse alike.
+        ident = (key, *((k, v.__class__, v) for k, v in value.items()))
+        shared = _SHARED.get(ident)
+    except TypeError:  # nested objects (a settled cost): not shared
+        return hook(value, cls)
+    if shared is None:
+        shared = hook(value, cls)
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        _SHARED[ident] = shared
+    return shared
+
+
 def _structure_task(parts: Mapping[str, Callable[[Any, type], Any]], data: Any) -> Task:
     """``parts``: the structure hook of each optional sub-object, looked up once (not per task)."""
     if not isinstance(data, Mapping):
@@ -150,7 +174,7 @@ def _structure_task(parts: Mapping[str, Callable[[Any, type], Any]], data: Any) 
         if value is None:
             continue
         try:
-            parsed[key] = parts[key](value, cls)
+            parsed[key] = _shared_part(parts[key], key, cls, value)
         except Exception as exc:  # an optional part we cannot read is kept raw, not fatal
             log.debug("task %s: could not read %s (%s); kept in Task.extra", task_id, key, exc)
             extra = {**(extra or {}), key: value}

@@ -236,9 +236,8 @@ class Engine:
         Returns once the task is created (or, with ``task_id``, resumed) and followed; ``on_final(task,
         error)`` is called once, after the task's slot is released. Errors before that are raised here.
         """
-        launched = Launched(Slot(self.slots))
-        assert launched.slot is not None
-        await launched.slot.acquire()
+        launched = Launched(self.slots, on_final)
+        await launched.acquire()
         try:
             known: Task | None = None
             submitted_at: float | None = None
@@ -249,32 +248,28 @@ class Engine:
                 if on_created is not None:
                     with errors.task_context(task_id):
                         await on_created(known)
-
-            def done(task: Task | None, error: BaseException | None) -> None:
-                launched.release()
-                on_final(task, error)
-
-            launched.follower = self.follow(task_id, done, known=known, submitted_at=submitted_at, timeout=timeout)
+            launched.follower = self.follow(task_id, launched, known=known, submitted_at=submitted_at, timeout=timeout)
         except BaseException:
             launched.release()
             raise
         return launched
 
 
-class Launched:
-    """A task launched by :meth:`Engine.launch`: it holds its in-flight slot until ``on_final`` runs, or until
-    :meth:`stop` (its wait cancelled: the task goes on at the server)."""
+class Launched(Slot):
+    """A task launched by :meth:`Engine.launch`: its in-flight slot, held until the task is final (then
+    ``on_final`` is called) or until :meth:`stop` (its wait cancelled: the task goes on at the server).
+    One object per task in flight, and the poller's callback itself."""
 
-    __slots__ = ("follower", "slot")
+    __slots__ = ("follower", "on_final")
 
-    def __init__(self, slot: Slot) -> None:
-        self.slot: Slot | None = slot
+    def __init__(self, limiter: anyio.CapacityLimiter, on_final: OnFinal) -> None:
+        super().__init__(limiter)
+        self.on_final = on_final
         self.follower: Follower | None = None
 
-    def release(self) -> None:
-        slot, self.slot = self.slot, None
-        if slot is not None:
-            slot.release()
+    def __call__(self, task: Task | None, error: BaseException | None) -> None:
+        self.release()
+        self.on_final(task, error)
 
     def stop(self) -> None:
         if self.follower is not None:

@@ -81,7 +81,24 @@ class Watch:
     #: nobody asleep yet and an Event per read is a measurable cost in large batches.
     _changed: anyio.Event | None = None
     #: Called back (once) when the task is final or fails: waits without a coroutine (see Poller.follow).
-    followers: list[Follower] | None = None
+    #: Usually one: kept bare, a list only for more (one object less per task in flight).
+    _followers: Follower | list[Follower] | None = None
+
+    def add_follower(self, follower: Follower) -> None:
+        current = self._followers
+        if current is None:
+            self._followers = follower
+        elif isinstance(current, list):
+            current.append(follower)
+        else:
+            self._followers = [current, follower]
+
+    def remove_follower(self, follower: Follower) -> None:
+        current = self._followers
+        if current is follower:
+            self._followers = None
+        elif isinstance(current, list) and follower in current:
+            current.remove(follower)
 
     def changed(self) -> anyio.Event:
         """The event the next change sets."""
@@ -107,9 +124,9 @@ class Watch:
         event, self._changed = self._changed, None
         if event is not None:
             event.set()
-        if self.followers is not None and self.done:
-            followers, self.followers = self.followers, None
-            for follower in followers:
+        if self._followers is not None and self.done:
+            followers, self._followers = self._followers, None
+            for follower in followers if isinstance(followers, list) else (followers,):
                 follower.fire(None)
 
 
@@ -141,8 +158,7 @@ class Follower:
         """Stop following (its wait was cancelled): no callback, the watch is released."""
         if self.active:
             self.active = False
-            if self.watch.followers is not None and self in self.watch.followers:
-                self.watch.followers.remove(self)
+            self.watch.remove_follower(self)
             self._poller.release(self.watch)
 
 
@@ -245,9 +261,7 @@ class Poller:
         if w.done:
             follower.fire(None)
             return follower
-        if w.followers is None:
-            w.followers = []
-        w.followers.append(follower)
+        w.add_follower(follower)
         if timeout is not None:
             deadline = self._clock() + timeout
             heapq.heappush(self._deadlines, (deadline, next(self._seq), follower))
@@ -351,8 +365,7 @@ class Poller:
                 return deadline
             heapq.heappop(self._deadlines)
             w = follower.watch
-            if w.followers is not None and follower in w.followers:
-                w.followers.remove(follower)
+            w.remove_follower(follower)
             follower.fire(errors.WaitTimeoutError(w.task_id, follower.timeout or 0.0, w.task))
         return None
 

@@ -13,23 +13,27 @@ __all__ = ("Slot",)
 
 
 class Slot:
-    """One slot of ``limiter``, borrowed on behalf of a unique token (a task may hold several)."""
+    """One slot of ``limiter``, borrowed on behalf of this object (a task may hold several slots)."""
 
-    __slots__ = ("_limiter", "_token")
+    __slots__ = ("_limiter", "held")
 
     def __init__(self, limiter: anyio.CapacityLimiter) -> None:
         self._limiter = limiter
-        self._token = object()
+        self.held = False
 
     async def acquire(self) -> None:
         try:
             # A free slot is taken at once; only a full limiter costs a wait (and an event-loop round trip).
-            self._limiter.acquire_on_behalf_of_nowait(self._token)
+            self._limiter.acquire_on_behalf_of_nowait(self)
         except anyio.WouldBlock:
-            await self._limiter.acquire_on_behalf_of(self._token)
+            await self._limiter.acquire_on_behalf_of(self)
+        self.held = True
 
     def release(self) -> None:
-        self._limiter.release_on_behalf_of(self._token)
+        """Give the slot back (once; later calls do nothing)."""
+        if self.held:
+            self.held = False
+            self._limiter.release_on_behalf_of(self)
 
     async def __aenter__(self) -> None:
         await self.acquire()
