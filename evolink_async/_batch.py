@@ -127,6 +127,7 @@ class _Final:
     slot: Slot
     task: Task | None
     error: BaseException | None
+    outcome: Outcome | None = None  # decided already: only its delivery is left
 
 
 def _as_exception(error: BaseException) -> Exception:
@@ -452,22 +453,53 @@ class BatchRun:
         self.stats.in_flight -= 1
         assert plan.request is not None
         assert plan.slot is not None
+        final = _Final(plan.index, plan.input, plan.request, plan, plan.slot, task, error)
         try:
+            outcome = self._conclude_now(final)
+            if outcome is not None and self._send is not None:
+                # Nothing to await (no journal, no download) and room for it: handed over at once.
+                try:
+                    self._send.send_nowait(outcome)
+                except anyio.WouldBlock:
+                    final = attrs.evolve(final, outcome=outcome)  # a finisher waits for room
+                else:
+                    self._count(outcome)
+                    plan.slot.release()
+                    return
             assert self._finals is not None
-            self._finals.send_nowait(_Final(plan.index, plan.input, plan.request, plan, plan.slot, task, error))
+            self._finals.send_nowait(final)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             plan.slot.release()
             log.debug("batch left; outcome of input %d not delivered", plan.index)
-        if self.stats.in_flight == 0 and self._quiet is not None:
-            self._quiet.set()
+        finally:
+            if self.stats.in_flight == 0 and self._quiet is not None:
+                self._quiet.set()
 
-    async def _conclude(self, final: _Final) -> Outcome:
-        """A final task to its outcome: refund a failure, settle the charge, download, record."""
+    def _conclude_now(self, final: _Final) -> Outcome | None:
+        """The outcome when nothing needs awaiting (no journal, no download); None, untouched, otherwise."""
         index, item, request, plan, task = final.index, final.input, final.request, final.plan, final.task
         if task is None:
             assert final.error is not None
-            error = errors.task_context(plan.task_id or "").attach(final.error) if plan.task_id else final.error
+            error = errors.task_context(plan.task_id).attach(final.error) if plan.task_id else final.error
             return Outcome(index, item, request, error=_as_exception(error), resumed=plan.resumed)
+        if self._journal is not None:
+            return None
+        failure = failure_of(task)
+        if failure is not None:
+            self._settle(plan.estimate, 0.0)  # failed and cancelled tasks are refunded
+            return Outcome(index, item, request, task=task, error=failure, resumed=plan.resumed)
+        if self._download_to is not None:
+            return None
+        self._settle(plan.estimate, _charged(task, plan.estimate))
+        return Outcome(index, item, request, task=task, resumed=plan.resumed)
+
+    async def _conclude(self, final: _Final) -> Outcome:
+        """A final task to its outcome: refund a failure, settle the charge, download, record."""
+        outcome = final.outcome or self._conclude_now(final)
+        if outcome is not None:
+            return outcome
+        index, item, request, plan, task = final.index, final.input, final.request, final.plan, final.task
+        assert task is not None
         failure = failure_of(task)
         if failure is not None:
             self._settle(plan.estimate, 0.0)  # failed and cancelled tasks are refunded

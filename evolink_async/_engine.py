@@ -166,6 +166,7 @@ class Engine:
             w = self.poller.watch(task_id, known, submitted_at=submitted_at, callback=expects_callback)
             try:
                 with anyio.move_on_after(timeout) if timeout is not None else _NO_SCOPE as scope:
+                    await self.poller.first_read(w)
                     await _follow(w, on_update)
                 if scope is not None and scope.cancelled_caught:
                     raise errors.WaitTimeoutError(task_id, timeout or 0.0, w.task)
@@ -176,7 +177,7 @@ class Engine:
             assert final.is_final
             return final
 
-    def follow(
+    async def follow(
         self,
         task_id: str,
         on_final: OnFinal,
@@ -190,9 +191,16 @@ class Engine:
         expects_callback = task_id in self.callback_registry
         if known is not None and not known.is_final and self.callback_registry.announced(task_id):
             known, submitted_at = None, None  # its callback already came: read it now
-        return self.poller.follow(
+        follower = self.poller.follow(
             task_id, known, on_final, submitted_at=submitted_at, callback=expects_callback, timeout=timeout
         )
+        try:
+            # A first read due now is made here: a task that finished at once is settled before this returns.
+            await self.poller.first_read(follower.watch)
+        except BaseException:
+            follower.stop()
+            raise
+        return follower
 
     # -- the whole path ----------------------------------------------------------------------------
 
@@ -248,7 +256,9 @@ class Engine:
                 if on_created is not None:
                     with errors.task_context(task_id):
                         await on_created(known)
-            launched.follower = self.follow(task_id, launched, known=known, submitted_at=submitted_at, timeout=timeout)
+            launched.follower = await self.follow(
+                task_id, launched, known=known, submitted_at=submitted_at, timeout=timeout
+            )
         except BaseException:
             launched.release()
             raise

@@ -75,6 +75,8 @@ class Watch:
     failures: int = 0
     due: float = 0.0
     reading: bool = False
+    #: Its first read is due now and left to whoever started watching (Poller.first_read): no reader woken.
+    first_inline: bool = False
     #: Submitted with our callback URL: the poller keeps only a slow safety-net schedule for it.
     callback: bool = False
     #: Set (and dropped) on every change; made only when someone sleeps on it, since most reads find
@@ -318,13 +320,29 @@ class Poller:
         return delay
 
     def _schedule_first(self, w: Watch, due: float) -> None:
-        if due <= self._clock() and self.batch_supported is False and self._tg is not None:
-            # Per-task mode, due now: straight to the readers; the loop need not hear of it.
+        if due <= self._clock() and self.batch_supported is False:
+            # Per-task mode, due now: the caller of watch()/follow() makes this read (first_read), in its own
+            # coroutine; neither the loop nor a reader need hear of it.
             w.due = due
-            w.reading = True
-            self._enqueue(w)
+            w.first_inline = True
             return
         self._schedule(w, due)
+
+    async def first_read(self, w: Watch) -> None:
+        """Make the first read that :meth:`watch` left to its caller, if it did (see ``Watch.first_inline``)."""
+        if not w.first_inline:
+            return
+        w.first_inline = False
+        if w.done or w.reading or self._watches.get(w.task_id) is not w:
+            return
+        w.reading = True
+        try:
+            await self._refresh_one(w)
+        finally:
+            if w.reading:  # cancelled mid-read: the task is read on schedule for whoever still waits
+                w.reading = False
+                if not w.done and self._watches.get(w.task_id) is w:
+                    self._schedule(w, self._clock())
 
     # -- per-task reads ------------------------------------------------------------------------------
 
