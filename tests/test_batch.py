@@ -6,6 +6,7 @@ fields for every input; a credit budget; downloads. ``fake.stats`` is the server
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from conftest import until
 
 import evolink_async as evo
 from evolink_async.testing import FakeEvolink, Fault
@@ -197,6 +199,7 @@ async def test_an_infinite_generator_is_consumed_lazily_and_breaking_out_cancels
     assert fake.stats.creates <= pulled
     assert fake.stats.max_running <= 2
     assert client.in_flight == 0
+    assert client.waiting == 0, "tasks left behind by the batch are still followed"
     creates = fake.stats.creates
     await anyio.sleep(0.3)
     assert fake.stats.creates == creates, "the batch went on submitting after the block was left"
@@ -504,3 +507,19 @@ async def test_a_misspelled_batch_wide_field_fails_before_anything_is_sent(
     with pytest.raises(evo.ValidationError, match="did you mean 'quality'"):
         client.generate_many([quick("x")], qualty="4K")
     assert fake.stats.requests == 0
+
+
+async def test_tasks_in_flight_hold_no_coroutine_each(fake: FakeEvolink, make_client: Any) -> None:
+    # 400 tasks in flight through one batch: a few submitters, finishers and readers run, not one coroutine
+    # (or task) per task in flight, which is what let a batch of 20,000 stall the loop and hold 14 KB each.
+    n = 400
+    limits = evo.Limits(max_in_flight=n, requests_per_second=None)
+    async with make_client(fake, limits=limits) as client:
+        async with client.generate_many((f"[never] held {i}" for i in range(n)), max_in_flight=n) as run:
+            await until(lambda: run.stats.submitted == n, 30.0)
+            assert run.stats.in_flight == n
+            assert client.waiting == n
+            assert len(asyncio.all_tasks()) < 150
+        # Left with all of them still running: nothing is followed any more, every slot is back.
+        assert client.waiting == 0
+        assert client.in_flight == 0
