@@ -42,6 +42,12 @@ def safe_stem(text: str) -> str:
     return stem[:120]
 
 
+def _remove_partials(folder: Path, stem: str) -> None:
+    """Remove ``.<stem>-<n>.<hex>.part`` files (the temporary names below); the stem holds no glob characters."""
+    for partial in folder.glob(f".{stem}-*.part"):
+        partial.unlink(missing_ok=True)
+
+
 def _decide(exc: Exception) -> bool | float:
     """The retry hook for downloads: transient DownloadErrors only, after what the host asked if it did."""
     if not isinstance(exc, errors.DownloadError) or not exc.transient:
@@ -89,6 +95,8 @@ class Downloader:
             try:
                 await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
                 stem = safe_stem(task.id)
+                # Partial files of this task left by a process that was killed mid-download: ours to remove.
+                await anyio.to_thread.run_sync(_remove_partials, folder, stem)
                 return [
                     await self._download_one(url, folder, f"{stem}-{index}", overwrite)
                     for index, url in enumerate(task.results)

@@ -67,6 +67,23 @@ async def test_download_leaves_no_part_file_behind(client: evo.AsyncClient, tmp_
     assert all_files(tmp_path) == [f"{task.id}-0.png"]
 
 
+async def test_a_rerun_removes_the_part_files_a_killed_download_of_the_task_left(
+    client: evo.AsyncClient, tmp_path: Path
+) -> None:
+    # Issue 9, defect 2: a SIGKILL mid-download leaves the temporary file; the next download of the task
+    # removes it (and only the partials of that task).
+    task = await completed(client)
+    stem = task.id
+    left = tmp_path / f".{stem}-0.deadbeef.part"
+    left.write_bytes(b"half an image")
+    other = tmp_path / ".task-unified-other-0.cafebabe.part"
+    other.write_bytes(b"another task's partial")
+    (path,) = await client.download(task, tmp_path)
+    assert not left.exists()
+    assert other.exists()
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+
+
 async def test_download_saves_every_result_in_result_order(client: evo.AsyncClient, tmp_path: Path) -> None:
     task = await completed(client, "three of them [results:3] [duration:0.1]")
     paths = await client.download(task, tmp_path)
@@ -117,6 +134,19 @@ async def test_download_retries_a_transient_error_and_then_saves_the_file(
     task = await completed(client)
     fake.inject(fault)
     (path,) = await client.download(task, tmp_path)
+    assert fake.stats.file_requests == 2
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+    assert all_files(tmp_path) == [path.name]
+
+
+async def test_a_download_that_times_out_is_retried_and_the_file_saved(
+    fake: FakeEvolink, make_client: MakeClient, tmp_path: Path
+) -> None:
+    # Issue 9, defect 1: TimeoutError is an OSError, and was taken for a local disk error: never retried.
+    async with make_client(fake, timeouts=evo.Timeouts(request=0.3)) as c:
+        task = await completed(c)
+        fake.inject(Fault(kind="slow", route="files", delay=1.0))
+        (path,) = await c.download(task, tmp_path)
     assert fake.stats.file_requests == 2
     assert path.read_bytes().startswith(PNG_SIGNATURE)
     assert all_files(tmp_path) == [path.name]
