@@ -40,6 +40,18 @@ CREATE TABLE IF NOT EXISTS items (
 """
 
 
+# What a task keeps when its whole body cannot be stored (an unknown field nested deeper than the JSON encoder
+# goes): enough to resume it and hand it back, never a lost task id.
+_ESSENTIAL = ("id", "status", "progress", "model", "created", "results")
+
+
+def _task_text(task_json: dict[str, Any]) -> str:
+    try:
+        return json.dumps(task_json)
+    except (RecursionError, ValueError, TypeError):
+        return json.dumps({k: task_json[k] for k in _ESSENTIAL if k in task_json})
+
+
 def fingerprint(body: dict[str, Any]) -> str:
     """A stable digest of a request body (order of keys does not matter)."""
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
@@ -151,7 +163,7 @@ class Journal:
                 "UPDATE items SET state = ?, task_json = ?, files = ?, credits = ?, updated = ? WHERE idx = ?",
                 (
                     state,
-                    json.dumps(task_json) if task_json else None,
+                    _task_text(task_json) if task_json else None,
                     json.dumps(list(files)),
                     credits,
                     time.time(),

@@ -20,7 +20,7 @@ import anyio
 import pytest
 
 import evolink_async as evo
-from evolink_async.testing import FakeEvolink, Fault
+from evolink_async.testing import FakeEvolink, Fault, TaskPlan
 
 WORKER = Path(__file__).with_name("batch_worker.py")
 REPO = Path(__file__).resolve().parent.parent
@@ -316,3 +316,26 @@ async def test_a_rerun_counts_tasks_still_running_from_the_earlier_run_against_t
         with anyio.move_on_after(1.0):
             await run_batch(client, inputs, **options)
     assert fake.stats.creates == 5  # the second run spent nothing more: the first run's 5 still count
+
+
+@pytest.mark.parametrize("depth", [600, 900])
+async def test_an_unknown_field_nested_deep_never_costs_the_task_or_its_id(
+    make_client: Any, tmp_path: Path, depth: int
+) -> None:
+    # Issue 9, defect 3: a completed task whose body carries an unknown field ~600 levels deep (valid JSON)
+    # came out of generate_many(journal=...) as a bare RecursionError without the task id, on every rerun.
+    deep: Any = "leaf"
+    for _ in range(depth):
+        deep = {"k": deep}
+
+    def plan(body: dict[str, Any]) -> TaskPlan:
+        return TaskPlan(duration=0.05, estimated_time=0, extra={"weird": deep})
+
+    journal = tmp_path / "deep.sqlite"
+    async with FakeEvolink(plan=plan) as fake, make_client(fake) as client:
+        for _ in range(2):  # the first run, then a rerun from the journal
+            (outcome,) = await client.generate_all(["a deep cat"], journal=journal)
+            assert outcome.ok, outcome.error
+            assert outcome.task is not None
+            assert outcome.task.id in fake.tasks
+        assert fake.stats.creates == 1
