@@ -130,6 +130,20 @@ class _Final:
     outcome: Outcome | None = None  # decided already: only its delivery is left
 
 
+# Answers to a create that every later create would get too: the key (401), the credits (402), access (403).
+_ACCOUNT_REFUSALS = (errors.AuthenticationError, errors.InsufficientCreditsError, errors.PermissionDeniedError)
+
+
+def _not_submitted(refusal: errors.APIError) -> errors.NotSubmittedError:
+    error = errors.NotSubmittedError(
+        f"not submitted: an earlier create was refused ({type(refusal).__name__}: {refusal.message}); "
+        "every other create would be too",
+        refusal=refusal,
+    )
+    error.__cause__ = refusal
+    return error
+
+
 def _as_exception(error: BaseException) -> Exception:
     """Outcomes carry Exceptions; anything else that ended a wait is wrapped, never dropped."""
     if isinstance(error, Exception):
@@ -191,6 +205,9 @@ class BatchRun:
         self._finals: MemoryObjectSendStream[_Final] | None = None
         self._submitted_all = False
         self._quiet: anyio.Event | None = None
+        # A refusal every later create would get too (the key, the credits, access to the model): once seen,
+        # nothing more is sent; the remaining inputs get a NotSubmittedError outcome at once.
+        self._refusal: errors.APIError | None = None
         self.budget = budget
         self._price: float | None = cost_per_task
         self._price_known = anyio.Event()
@@ -424,7 +441,7 @@ class BatchRun:
     def _count(self, outcome: Outcome) -> None:
         if outcome.error is None:
             self.stats.completed += 1
-        elif outcome.task is None and isinstance(outcome.error, errors.BudgetExceededError):
+        elif outcome.task is None and isinstance(outcome.error, errors.NotSubmittedError):
             self.stats.not_submitted += 1
         else:
             self.stats.failed += 1
@@ -437,6 +454,8 @@ class BatchRun:
             request = _to_request(item, self._fields)
         except errors.ValidationError as exc:
             return Outcome(index=index, input=item, error=exc)
+        if self._refusal is not None:
+            return Outcome(index, item, request, error=_not_submitted(self._refusal))
         plan = await self._plan(index, item, request)
         if isinstance(plan, Outcome):
             return plan
@@ -597,6 +616,9 @@ class BatchRun:
                     self._end_probe()  # an unknown outcome keeps its estimate: the task may exist
                 raise
             self._not_created(plan)
+            if isinstance(exc, _ACCOUNT_REFUSALS) and self._refusal is None:
+                self._refusal = exc
+                log.warning("create refused (%s): submitting no more inputs of this batch", exc)
             raise
         except BaseException:
             self.stats.in_flight -= 1

@@ -240,7 +240,7 @@ async def run_batch(
 
         def refresh() -> None:
             s = run.stats
-            skipped = f" {s.not_submitted} over budget" if s.not_submitted else ""
+            skipped = f" {s.not_submitted} not submitted" if s.not_submitted else ""
             progress.update(bar, completed=s.done, ok=s.completed, failed=s.failed, flight=s.in_flight, skipped=skipped)
 
         async with run:
@@ -287,6 +287,8 @@ def _reason(outcome: Outcome) -> str:
         return f"{error.task.raw_status}: {error.code or 'no error code'}"
     if isinstance(error, errors.BudgetExceededError):
         return "not submitted: budget reached"
+    if isinstance(error, errors.NotSubmittedError) and error.refusal is not None:
+        return f"not submitted: creates refused ({type(error.refusal).__name__}, HTTP {error.refusal.status})"
     return f"{type(error).__name__}: {error}"
 
 
@@ -303,7 +305,7 @@ def _summary(
     table.add_row("completed", str(s.completed))
     table.add_row("failed", str(s.failed))
     if s.not_submitted:
-        table.add_row("not submitted (budget)", str(s.not_submitted))
+        table.add_row("not submitted", str(s.not_submitted))
     if resumed:
         table.add_row("resumed from journal", str(resumed))
     table.add_row(
@@ -313,6 +315,15 @@ def _summary(
     if out_dir is not None:
         table.add_row("images in", escape(str(out_dir)))
     console.print(table)
+    refusal = next((o.error.refusal for o in failures if isinstance(o.error, errors.NotSubmittedError)), None)
+    if refusal is not None:
+        # One line that says why the rest was not sent: the key, the credits or access to the model.
+        why = escape(f"{type(refusal).__name__} (HTTP {refusal.status}): {refusal.message}")
+        console.print(
+            f"[red]stopped submitting:[/] {why} — fix the key, credits or model access and rerun"
+            " (with --journal, only the rest is sent)",
+            soft_wrap=True,
+        )
     if failures:
         reasons = Counter(_reason(o) for o in failures)
         failed = Table(title="failures")

@@ -23,7 +23,8 @@ Every exception the SDK raises on purpose derives from :class:`EvolinkError`::
     │   └── TaskCancelledError                  the task ended ``cancelled``
     ├── WaitTimeoutError (TimeoutError)         wait() gave up; the task may still finish
     ├── DownloadError                           a result could not be saved (task_id, url)
-    ├── BudgetExceededError                     generate_many did not submit: the credit budget is spent
+    ├── NotSubmittedError                       generate_many did not send this input's create
+    │   └── BudgetExceededError                 ... because the credit budget is spent
     └── JournalError                            a batch journal cannot be used (other batch, unreadable)
 
 Every error that concerns a task carries ``task_id``. Errors raised by a create carry the
@@ -43,6 +44,7 @@ __all__ = (
     "ClientStateError",
     "ConfigurationError",
     "BudgetExceededError",
+    "NotSubmittedError",
     "ConflictError",
     "DownloadError",
     "EvolinkError",
@@ -285,7 +287,16 @@ class DownloadError(EvolinkError):
         self.retry_after = retry_after
 
 
-class BudgetExceededError(EvolinkError):
+class NotSubmittedError(EvolinkError):
+    """``generate_many`` did not send this input's create (nothing was paid). ``refusal``: the account-level
+    refusal (401, 402, 403) of an earlier create that every later one would get too, if that is why."""
+
+    def __init__(self, message: str, *, refusal: APIError | None = None) -> None:
+        super().__init__(message)
+        self.refusal = refusal
+
+
+class BudgetExceededError(NotSubmittedError):
     """``generate_many`` did not submit this input: its credits would have exceeded the budget."""
 
     def __init__(self, message: str, *, budget: float, committed: float) -> None:

@@ -523,3 +523,34 @@ async def test_tasks_in_flight_hold_no_coroutine_each(fake: FakeEvolink, make_cl
         # Left with all of them still running: nothing is followed any more, every slot is back.
         assert client.waiting == 0
         assert client.in_flight == 0
+
+
+@pytest.mark.parametrize("refusal", ["wrong key", "no credits"])
+async def test_an_account_refusal_stops_the_batch_from_submitting(
+    fake: FakeEvolink, make_client: Any, refusal: str
+) -> None:
+    # Issue 9, defect 4: with a wrong key (401) or no credits (402) a batch sent every create, one by one.
+    # Now at most max_in_flight creates go out after the first refusal; the rest are NotSubmittedError at once.
+    n, cap = 100, 4
+    if refusal == "wrong key":
+        client = evo.AsyncClient(
+            "sk-wrong-key-0123456789",
+            base_url=fake.base_url,
+            limits=evo.Limits(requests_per_second=None, max_in_flight=cap),
+        )
+        expected: type[evo.APIError] = evo.AuthenticationError
+    else:
+        fake.credits = 0.0
+        client = make_client(fake, limits=evo.Limits(requests_per_second=None, max_in_flight=cap))
+        expected = evo.InsufficientCreditsError
+    async with client:
+        with anyio.fail_after(20):
+            outcomes = await client.generate_all([quick(f"refused {i}") for i in range(n)])
+    assert len(outcomes) == n
+    assert fake.stats.create_requests <= 1 + cap
+    refused = [o for o in outcomes if isinstance(o.error, expected)]
+    skipped = [o for o in outcomes if isinstance(o.error, evo.NotSubmittedError)]
+    assert 1 <= len(refused) <= 1 + cap
+    assert len(refused) + len(skipped) == n
+    assert all(isinstance(o.error.refusal, expected) for o in skipped if isinstance(o.error, evo.NotSubmittedError))
+    assert all("not submitted" in str(o.error) for o in skipped)

@@ -163,6 +163,21 @@ async def test_batch_budget_reports_what_was_not_submitted(
     assert "not submitted" in out
 
 
+async def test_batch_with_a_wrong_key_stops_submitting_and_says_why_in_one_line(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Issue 9, defect 4: 300 creates, one by one, each answered 401.
+    batch = tmp_path / "prompts.txt"
+    batch.write_text("".join(f"p{i} [duration:0.1]\n" for i in range(300)))
+    code, out, _ = await run_cli(
+        ["batch", str(batch), "--concurrency", "4"], fake=fake, capsys=capsys, key="sk-wrong-key-0123456789"
+    )
+    assert code == 1
+    assert fake.stats.create_requests <= 1 + 4
+    assert "stopped submitting" in out
+    assert "AuthenticationError (HTTP 401)" in out
+
+
 async def test_batch_bad_json_line_is_one_line_error(
     fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
