@@ -12,7 +12,6 @@ import os
 import random
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from ._batch import BatchRun, Outcome
 from ._client import AsyncClient
 from ._config import ENV_API_KEY, Limits
 from ._converter import task_to_wire
+from ._requests import check_field_names
 from .models import ImageRequest, Task, TaskStatus
 
 if TYPE_CHECKING:
@@ -54,30 +54,44 @@ def _console(stderr: bool = False) -> Console:
 # -- inputs ------------------------------------------------------------------------------------------
 
 
-def read_batch_file(path: Path) -> Iterator[str | dict[str, Any]]:
-    """Lines of a batch file, lazily: a JSON object per line (request fields), or a plain prompt."""
+def read_batch_file(path: Path, lines: list[int] | None = None) -> Iterator[str | dict[str, Any]]:
+    """Lines of a batch file, lazily: a JSON object per line (request fields), or a plain prompt.
+
+    ``lines`` gets the file's line number of each input, in input order (blank lines are no input).
+    """
     with path.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
             text = line.strip()
             if not text:
                 continue
-            if text.startswith("{"):
-                try:
-                    data = json.loads(text)
-                except ValueError as exc:
-                    raise CLIError(f"{path}:{number}: not valid JSON: {exc}") from None
-                if not isinstance(data, dict):
-                    raise CLIError(f"{path}:{number}: a JSON line must be an object of request fields")
-                yield data
-            else:
-                yield text
+            if lines is not None:
+                lines.append(number)
+            yield _parse_line(path, number, text)
 
 
-def _count_inputs(path: Path) -> int:
+def _parse_line(path: Path, number: int, text: str) -> str | dict[str, Any]:
+    if not text.startswith("{"):
+        return text
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise CLIError(f"{path}:{number}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CLIError(f"{path}:{number}: a JSON line must be an object of request fields")
+    try:
+        # The same check as Python keywords: a misspelled field is refused, not sent. Fields the SDK does
+        # not know go through when asked for explicitly: {"prompt": "...", "extra": {"new_field": 1}}.
+        check_field_names({k: v for k, v in data.items() if k != "prompt"})
+    except errors.ValidationError as exc:
+        raise CLIError(f"{path}:{number}: {exc}") from None
+    return data
+
+
+def _check_batch_file(path: Path) -> int:
+    """Every line parsed and checked before anything is sent; the number of inputs."""
     if not path.is_file():
         raise CLIError(f"no such batch file: {path}")
-    with path.open(encoding="utf-8") as fh:
-        return sum(1 for line in fh if line.strip())
+    return sum(1 for _ in read_batch_file(path))
 
 
 def _request_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -177,11 +191,13 @@ async def cmd_credits(args: argparse.Namespace) -> int:
 
 async def cmd_batch(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    total = await anyio.to_thread.run_sync(_count_inputs, path)
+    total = await anyio.to_thread.run_sync(_check_batch_file, path)
+    lines: list[int] = []
     async with _client(args, concurrency=args.concurrency) as client:
         return await run_batch(
             client,
-            read_batch_file(path),
+            read_batch_file(path, lines),
+            lines=lines,
             total=total,
             out_dir=Path(args.out) if args.out else None,
             journal=args.journal,
@@ -228,6 +244,7 @@ async def run_batch(
     fields: dict[str, Any],
     console: Console,
     show_outcomes: bool = False,
+    lines: list[int] | None = None,
 ) -> int:
     """The batch path shared by ``evolink batch`` and ``evolink demo``: progress bar, then a summary."""
     started = time.monotonic()
@@ -262,6 +279,7 @@ async def run_batch(
                 ticker.cancel_scope.cancel()
             refresh()
     _summary(console, run, failures, resumed, time.monotonic() - started, out_dir)
+    _failure_table(console, failures, lines)
     return EXIT_FAILED if failures else EXIT_OK
 
 
@@ -324,18 +342,47 @@ def _summary(
             " (with --journal, only the rest is sent)",
             soft_wrap=True,
         )
-    if failures:
-        reasons = Counter(_reason(o) for o in failures)
-        failed = Table(title="failures")
-        failed.add_column("count", justify="right")
-        failed.add_column("reason")
-        for reason, count in reasons.most_common(10):
-            failed.add_row(str(count), escape(reason))
-        console.print(failed)
-        for outcome in failures[:10]:
-            tid = outcome.task_id or "-"
-            line = f"  #{outcome.index} {tid}: {_describe(outcome)!r}: {_reason(outcome)}"
-            console.print(escape(line), soft_wrap=True)
+
+
+def _failure_kind(outcome: Outcome) -> str:
+    """What a failure is, without what differs per input (keys, request ids): its class and code."""
+    error = outcome.error
+    if isinstance(error, errors.NotSubmittedError) and error.refusal is not None:
+        return f"not submitted (creates refused: {type(error.refusal).__name__})"
+    if isinstance(error, errors.BudgetExceededError):
+        return "not submitted (budget reached)"
+    code = getattr(error, "code", None)
+    return f"{type(error).__name__}" + (f" [{code}]" if code not in (None, "") else "")
+
+
+def _failure_table(console: Console, failures: list[Outcome], lines: list[int] | None) -> None:
+    """Failures grouped by kind, with counts and the first few inputs of each (file line, task id)."""
+    if not failures:
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    groups: dict[str, list[Outcome]] = {}
+    for outcome in failures:
+        groups.setdefault(_failure_kind(outcome), []).append(outcome)
+    table = Table(title="failures")
+    table.add_column("count", justify="right")
+    table.add_column("kind")
+    table.add_column("first inputs (line: task id)")
+    for kind, members in sorted(groups.items(), key=lambda item: -len(item[1])):
+        where = ", ".join(f"{_input_ref(o, lines)}: {o.task_id or '-'}" for o in members[:3])
+        table.add_row(str(len(members)), escape(kind), escape(where))
+    console.print(table)
+    for outcome in failures[:5]:  # the full text of the first few
+        console.print(
+            escape(f"  {_input_ref(outcome, lines)} {_describe(outcome)!r}: {_reason(outcome)}"), soft_wrap=True
+        )
+
+
+def _input_ref(outcome: Outcome, lines: list[int] | None) -> str:
+    if lines is not None and outcome.index < len(lines):
+        return f"line {lines[outcome.index]}"
+    return f"#{outcome.index}"
 
 
 DEMO_PROMPTS = [

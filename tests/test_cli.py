@@ -189,6 +189,48 @@ async def test_batch_bad_json_line_is_one_line_error(
     assert "Traceback" not in err
 
 
+async def test_a_misspelled_field_in_a_json_line_is_refused_with_a_suggestion_before_anything_is_sent(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Issue 9, defect 5: the same "did you mean" as the Python keyword, for the whole file, before any create.
+    batch = tmp_path / "prompts.txt"
+    batch.write_text('ok [duration:0.1]\n\n{"prompt": "x [duration:0.1]", "sise": "1:1"}\n')
+    code, _, err = await run_cli(["batch", str(batch)], fake=fake, capsys=capsys)
+    assert code == 2
+    assert "prompts.txt:3" in err
+    assert "did you mean 'size'" in err
+    assert fake.stats.create_requests == 0
+
+
+async def test_a_field_the_sdk_does_not_know_passes_through_when_given_as_extra(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    batch = tmp_path / "prompts.txt"
+    batch.write_text('{"prompt": "x [duration:0.1]", "extra": {"new_field": 7}}\n')
+    code, _, _ = await run_cli(["batch", str(batch)], fake=fake, capsys=capsys)
+    assert code == 0
+    (task,) = fake.tasks.values()
+    assert task.request["new_field"] == 7
+
+
+async def test_the_failure_table_groups_by_kind_with_counts_file_lines_and_task_ids(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Issue 9, defect 5: grouped by the message text (which holds keys and request ids), every row said 1.
+    batch = tmp_path / "prompts.txt"
+    bad = "bad {} [fail:content_policy_violation] [duration:0.1]"
+    batch.write_text(f"ok [duration:0.1]\n\n{bad.format(1)}\n{bad.format(2)}\n\n{bad.format(3)}\n")
+    code, out, _ = await run_cli(["batch", str(batch), "--concurrency", "1"], fake=fake, capsys=capsys)
+    assert code == 1
+    row = next(line for line in out.splitlines() if "TaskFailedError" in line)
+    assert row.split("│")[1].strip() == "3"  # one row for the three, counted
+    # Blank lines are no input, yet the failures are named by their lines in the file: 3, 4 and 6.
+    assert "line 3" in out
+    assert "line 4" in out
+    failed_ids = [t.id for t in fake.tasks.values() if t.request["prompt"].startswith("bad 1")]
+    assert failed_ids[0] in out
+
+
 def test_demo_runs_without_key_or_network(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "EVOLINK_API_KEY"}
     result = subprocess.run(
