@@ -208,6 +208,8 @@ class BatchRun:
         # A refusal every later create would get too (the key, the credits, access to the model): once seen,
         # nothing more is sent; the remaining inputs get a NotSubmittedError outcome at once.
         self._refusal: errors.APIError | None = None
+        self._check_at: int | None = None
+        self._checked: anyio.Event | None = None
         self.budget = budget
         self._price: float | None = cost_per_task
         self._price_known = anyio.Event()
@@ -240,6 +242,11 @@ class BatchRun:
             # Credits of earlier runs count against this run's budget, before any worker starts (a worker
             # reading its own entry would race the new inputs' reservations).
             self.stats.committed_credits = await self._journal.committed()
+            # A journal of other inputs must be refused before any create: nothing is sent until the first
+            # input it records has been checked against it (new inputs beyond its end would go out at once).
+            self._check_at = await self._journal.first_index()
+            if self._check_at is not None:
+                self._checked = anyio.Event()
         # A small buffer: workers hold their slot until their outcome is taken, so a slow consumer
         # slows submission instead of piling up outcomes in memory.
         self._send, self._receive = anyio.create_memory_object_stream[Outcome](self._pool_size)
@@ -387,6 +394,8 @@ class BatchRun:
                 pulled = await next_input()
                 if pulled is None:
                     slot.release()
+                    if self._checked is not None:
+                        self._checked.set()  # the inputs ended before the one to check
                     return
                 if not await self._submit(*pulled, slot, out):
                     return
@@ -453,12 +462,19 @@ class BatchRun:
         try:
             request = _to_request(item, self._fields)
         except errors.ValidationError as exc:
+            if index == self._check_at and self._checked is not None:
+                self._checked.set()  # nothing to check it by: do not hold the others
             return Outcome(index=index, input=item, error=exc)
         if self._refusal is not None:
             return Outcome(index, item, request, error=_not_submitted(self._refusal))
-        plan = await self._plan(index, item, request)
+        plan = await self._plan(index, item, request)  # a journal of other inputs raises JournalError here
+        if index == self._check_at and self._checked is not None:
+            self._checked.set()
         if isinstance(plan, Outcome):
             return plan
+        if self._checked is not None and self._check_at is not None and index > self._check_at:
+            # Inputs come in order, so the one checked is already being planned: no deadlock here.
+            await self._checked.wait()
         plan.index, plan.input, plan.request, plan.slot, plan.run = index, item, request, slot, self
         launched = await self._run(index, request, plan, plan)
         if not plan.finished:

@@ -172,6 +172,11 @@ class Journal:
             )
         )
 
+    async def first_index(self) -> int | None:
+        """The lowest input index recorded (None for a new journal)."""
+        row = await self._run(lambda c: c.execute("SELECT MIN(idx) FROM items").fetchone())
+        return None if row is None or row[0] is None else int(row[0])
+
     async def committed(self) -> float:
         """Credits recorded for inputs created in earlier runs (reserved if running, charged if done)."""
         total = await self._run(

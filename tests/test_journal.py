@@ -339,3 +339,15 @@ async def test_an_unknown_field_nested_deep_never_costs_the_task_or_its_id(
             assert outcome.task is not None
             assert outcome.task.id in fake.tasks
         assert fake.stats.creates == 1
+
+
+async def test_a_journal_of_fewer_other_inputs_is_refused_before_any_create_of_a_longer_batch(
+    fake: FakeEvolink, client: evo.AsyncClient, tmp_path: Path
+) -> None:
+    # Issue 9, defect 5: the inputs beyond the journal's end had no entry to mismatch, so they went out
+    # (14 of 300) before input 0 was found to differ.
+    journal = tmp_path / "batch.sqlite"
+    await run_batch(client, prompts(3, tag="first batch"), journal=journal)
+    with pytest.raises(evo.JournalError, match="another batch"):
+        await run_batch(client, prompts(60, tag="second batch"), journal=journal)
+    assert fake.stats.create_requests == 3
