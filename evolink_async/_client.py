@@ -209,6 +209,7 @@ class AsyncClient:
         """
         task_id = _task_id_of(task)
         check_timeout(timeout)
+        timeout = timeout if timeout is not None else self.timeouts.wait
         known = task if isinstance(task, Task) else None
         final = await self._engine.wait(task_id, known=known, timeout=timeout, on_update=on_update)
         failure = failure_of(final) if raise_on_failure else None
@@ -229,11 +230,12 @@ class AsyncClient:
         """Submit a task and wait for it: the one-liner. Returns the completed Task.
 
         Holds one of ``limits.max_in_flight`` slots from submit until the task is seen final, so at
-        most that many of this client's tasks run at once. ``timeout`` bounds the wait (not the queue
-        for a slot). Errors raised after submit carry the task id.
+        most that many of this client's tasks run at once. ``timeout`` (default ``Timeouts.wait``) bounds the
+        wait (not the queue for a slot). Errors raised after submit carry the task id.
         """
         req = build_request(request, fields, prompt=prompt, options=GENERATE_OPTIONS)
         check_timeout(timeout)
+        timeout = timeout if timeout is not None else self.timeouts.wait
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else new_idempotency_key()
         self._engine.check_open(needs_poller=True)
         final = await self._engine.run(req, key=key, timeout=timeout, on_update=on_update)
@@ -305,7 +307,7 @@ class AsyncClient:
             cost_per_task=cost_per_task,
             download_to=download_to,
             journal=journal,
-            timeout=timeout,
+            timeout=timeout if timeout is not None else self.timeouts.wait,
             fields=fields,
         )
 

@@ -30,11 +30,15 @@ def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) ->
 @attrs.frozen(kw_only=True)
 class Timeouts:
     """Seconds: ``connect`` for opening a connection, ``request`` for one whole API request,
-    ``poll`` for one status read by the poller (shorter: a slow read is retried, not waited on)."""
+    ``poll`` for one status read by the poller (shorter: a slow read is retried, not waited on).
+    ``wait``: the bound of every wait (``generate``, ``wait``, each task of a batch) that passes no
+    ``timeout`` of its own; None waits as long as the task takes. A web server sets it, since most servers
+    do not cancel a handler whose client went away (see docs/callbacks.md)."""
 
     connect: float = attrs.field(default=10.0, validator=_positive)
     request: float = attrs.field(default=60.0, validator=_positive)
     poll: float = attrs.field(default=15.0, validator=_positive)
+    wait: float | None = attrs.field(default=None, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)

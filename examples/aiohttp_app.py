@@ -29,6 +29,7 @@ CLIENT = web.AppKey("evolink_client", evo.AsyncClient)
 async def evolink_client(app: web.Application) -> AsyncIterator[None]:
     """The client's lifetime is the app's: opened at startup, closed (waits failed cleanly) at shutdown."""
     async with evo.AsyncClient(
+        timeouts=evo.Timeouts(wait=600),  # every wait bounded: no slot held forever by a task that never ends
         callback_url=os.environ.get("EVOLINK_CALLBACK_URL") or None,
         allow_local_callback_url=os.environ.get("EVOLINK_ALLOW_LOCAL_CALLBACKS") == "1",
     ) as client:
@@ -74,7 +75,9 @@ def main() -> None:
         ssl_context.load_cert_chain(os.environ["APP_TLS_CERT"], os.environ.get("APP_TLS_KEY"))
     host = os.environ.get("APP_HOST", "127.0.0.1")
     port = int(os.environ.get("APP_PORT", "8443"))
-    web.run_app(make_app(), host=host, port=port, ssl_context=ssl_context, print=None)
+    # handler_cancellation: a client that hangs up cancels its handler, and so its wait and in-flight slot
+    # (aiohttp's default, like uvicorn's, lets the handler run on; Timeouts(wait=...) bounds it then).
+    web.run_app(make_app(), host=host, port=port, ssl_context=ssl_context, print=None, handler_cancellation=True)
 
 
 if __name__ == "__main__":

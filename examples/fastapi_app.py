@@ -1,7 +1,8 @@
 """A FastAPI service that generates an image per request and is told of completion by EvoLink's callback.
 
     EVOLINK_API_KEY=sk-evo-... EVOLINK_CALLBACK_URL=https://your.host/evolink/callback \\
-        uvicorn examples.fastapi_app:app --host 0.0.0.0 --port 8443 --ssl-certfile cert.pem --ssl-keyfile key.pem
+        uvicorn examples.fastapi_app:app --host 0.0.0.0 --port 8443 --ssl-certfile cert.pem --ssl-keyfile key.pem \\
+            --timeout-graceful-shutdown 10
 
     curl -X POST https://your.host/generate -H 'content-type: application/json' -d '{"prompt": "a cat"}'
 
@@ -27,6 +28,9 @@ import evolink_async as evo
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with evo.AsyncClient(
+        # Every wait bounded: uvicorn does not cancel a handler whose client hung up, and on shutdown it waits
+        # for running handlers (run it with --timeout-graceful-shutdown 10 to cancel them after 10 s).
+        timeouts=evo.Timeouts(wait=600),
         callback_url=os.environ.get("EVOLINK_CALLBACK_URL") or None,
         allow_local_callback_url=os.environ.get("EVOLINK_ALLOW_LOCAL_CALLBACKS") == "1",
     ) as client:

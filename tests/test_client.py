@@ -697,3 +697,25 @@ async def test_generate_whose_task_expires_while_waiting_raises_not_found_with_i
     assert isinstance(err, evo.NotFoundError)
     assert err.task_id == task_id
     assert client.in_flight == 0
+
+
+async def test_timeouts_wait_bounds_every_wait_that_passes_no_timeout(
+    fake: FakeEvolink, make_client: MakeClient
+) -> None:
+    # Issue 9, defect 6: web servers rarely cancel a handler whose client left; a client-wide bound keeps an
+    # abandoned wait from holding its slot forever.
+    async with make_client(fake, timeouts=evo.Timeouts(wait=0.5)) as client:
+        with anyio.fail_after(10):
+            with pytest.raises(evo.WaitTimeoutError) as info:
+                await client.generate("[never] [eta:0] abandoned")
+        assert info.value.task_id in fake.tasks
+        assert client.in_flight == 0
+        task = await client.submit("[never] [eta:0] waited on")
+        with anyio.fail_after(10), pytest.raises(evo.WaitTimeoutError):
+            await client.wait(task)
+        (outcome,) = await client.generate_all(["[never] [eta:0] in a batch"])
+        assert isinstance(outcome.error, evo.WaitTimeoutError)
+        assert outcome.task_id in fake.tasks
+        # A call's own timeout still wins.
+        done = await client.generate("[duration:0.8] [eta:0] slow but fine", timeout=10)
+        assert done.status is evo.TaskStatus.COMPLETED
