@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint imports typecheck pytest demo bench bench-quick clean
+.PHONY: test lint imports typecheck chaos pytest demo bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ pytest: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/evolink demo
+
+# The chaos suite at full size (make test runs a 300-input slice): 1,500 inputs, a fifth of all responses faulted.
+chaos: $(STAMP)
+	CHAOS_INPUTS=1500 $(BIN)/python -m pytest -s -p no:cacheprovider tests/test_chaos.py
 
 # The benchmarks need the `bench` extra (openai-python, for batch.py's comparison).
 BENCH_STAMP := $(VENV)/.bench-installed

@@ -7,6 +7,7 @@ import heapq
 import itertools
 import json
 import math
+import random
 import re
 import secrets
 import ssl
@@ -113,6 +114,37 @@ def _html_page(status: int) -> str:
     )
 
 
+#: The faults a chaos simulator (``FakeEvolink(chaos=0.2)``) draws from, per route: everything a real API, proxy
+#: or network does to a request — rate limits with and without Retry-After (seconds and HTTP-date), 5xx as JSON and
+#: as a proxy's HTML page, dropped connections, answers slower than a client's timeout (after the work is done),
+#: truncated JSON; for creates also a connection dropped after the task was created.
+_API_CHAOS = (
+    Fault(kind="status", status=429, retry_after="0"),
+    Fault(kind="status", status=429, retry_after="Wed, 21 Oct 2015 07:28:00 GMT"),
+    Fault(kind="status", status=429),
+    Fault(kind="status", status=500),
+    Fault(kind="status", status=503),
+    Fault(kind="html", status=502),
+    Fault(kind="drop"),
+    Fault(kind="slow", delay=1.0),
+    Fault(kind="malformed"),
+)
+CHAOS_FAULTS: dict[str, tuple[Fault, ...]] = {
+    "create": (*_API_CHAOS, Fault(kind="drop_after_create")),
+    "read": _API_CHAOS,
+    "batch": _API_CHAOS,
+    "list": _API_CHAOS,
+    "credits": _API_CHAOS,
+    "files": (
+        Fault(kind="status", route="files", status=503),
+        Fault(kind="status", route="files", status=429, retry_after="0"),
+        Fault(kind="html", route="files", status=502),
+        Fault(kind="drop", route="files"),
+        Fault(kind="slow", route="files", delay=1.0),
+    ),
+}
+
+
 class FakeEvolink:
     """A faithful, scriptable EvoLink server for tests and demos.
 
@@ -146,6 +178,8 @@ class FakeEvolink:
         callback_timeout: float = 10.0,
         callback_ssl: ssl.SSLContext | None = None,
         allow_local_callbacks: bool = False,
+        chaos: float = 0.0,
+        chaos_seed: int | None = None,
     ) -> None:
         if error_style not in ("string", "int"):
             raise ValueError(f"error_style must be 'string' or 'int', got {error_style!r}")
@@ -154,6 +188,11 @@ class FakeEvolink:
             raise ValueError(f"callback_retry_delays must be finite and >= 0, got {callback_retry_delays!r}")
         if not 0 < callback_timeout < math.inf:
             raise ValueError(f"callback_timeout must be finite and > 0, got {callback_timeout!r}")
+        if not 0.0 <= chaos <= 1.0:
+            raise ValueError(f"chaos must be a share of requests between 0 and 1, got {chaos!r}")
+        #: The share of requests (API and result files) answered with a random fault of ``CHAOS_FAULTS``.
+        self.chaos = chaos
+        self._chaos_rng = random.Random(chaos_seed)
         self.api_key = api_key
         self.host = host
         self.port = port
@@ -539,6 +578,8 @@ class FakeEvolink:
                 if armed.left <= 0:
                     del self._faults[index]
                 return armed.fault
+        if self.chaos and route != "callback" and self._chaos_rng.random() < self.chaos:
+            return self._chaos_rng.choice(CHAOS_FAULTS["files" if route == "files" else route])
         return None
 
     def _authorized(self, request: web.Request) -> bool:
