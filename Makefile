@@ -33,9 +33,11 @@ pytest: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/evolink demo
 
-# The chaos suite at full size (make test runs a 300-input slice): 1,500 inputs, a fifth of all responses faulted.
+# The chaos suite at full size (make test runs a slice): 1,500 inputs with a fifth of all responses faulted,
+# then a batch process killed with SIGKILL 20 times and rerun.
 chaos: $(STAMP)
 	CHAOS_INPUTS=1500 $(BIN)/python -m pytest -s -p no:cacheprovider tests/test_chaos.py
+	EVOLINK_CRASH_KILLS=20 $(BIN)/python -m pytest -p no:cacheprovider tests/test_journal.py -k sigkill
 
 # The benchmarks need the `bench` extra (openai-python, for batch.py's comparison).
 BENCH_STAMP := $(VENV)/.bench-installed

@@ -279,7 +279,11 @@ async def test_a_batch_process_killed_with_sigkill_and_rerun_creates_one_task_an
     # Every create is done at once but answered late, so a kill often lands between the two: the window
     # in which only the journal's saved Idempotency-Key can find the task again.
     fake.inject(Fault(kind="slow", route="create", delay=0.25, times=1000))
-    kills = [round(rng.uniform(0.2, 1.5), 3) for _ in range(rng.choice((1, 2)))]
+    # Slow downloads too, so that kills also land mid-file (issue 9: half files must not survive).
+    fake.inject(Fault(kind="slow", route="files", delay=0.15, times=100_000))
+    # `make chaos` kills it 20 times (EVOLINK_CRASH_KILLS=20); `make test` once or twice.
+    count = int(os.environ.get("EVOLINK_CRASH_KILLS", 0)) or rng.choice((1, 2))
+    kills = [round(rng.uniform(0.2, 1.5), 3) for _ in range(count)]
     context = f"seed={seed} kills={kills} (rerun with EVOLINK_CRASH_SEED={seed})"
 
     for n, delay in enumerate(kills):
@@ -301,8 +305,9 @@ async def test_a_batch_process_killed_with_sigkill_and_rerun_creates_one_task_an
     assert fake.stats.creates_without_key == 0, context
     assert {line["task_id"] for line in lines} == set(fake.tasks), context
 
-    # One file per input task, under its final name.
+    # One file per input task, under its final name, and nothing else (no partial file of a killed run).
     assert final_files(out) == sorted(f"{task_id}-0.png" for task_id in fake.tasks), context
+    assert sorted(p.name for p in out.iterdir()) == final_files(out), context
     assert all(Path(f).is_file() for line in lines for f in line["files"]), context
 
 

@@ -145,6 +145,22 @@ CHAOS_FAULTS: dict[str, tuple[Fault, ...]] = {
 }
 
 
+def _check_options(
+    error_style: str, callback_retry_delays: Sequence[float], callback_timeout: float, chaos: float
+) -> tuple[float, ...]:
+    """FakeEvolink's options checked; the callback retry delays as floats."""
+    if error_style not in ("string", "int"):
+        raise ValueError(f"error_style must be 'string' or 'int', got {error_style!r}")
+    delays = tuple(float(delay) for delay in callback_retry_delays)
+    if not all(0 <= delay < math.inf for delay in delays):
+        raise ValueError(f"callback_retry_delays must be finite and >= 0, got {callback_retry_delays!r}")
+    if not 0 < callback_timeout < math.inf:
+        raise ValueError(f"callback_timeout must be finite and > 0, got {callback_timeout!r}")
+    if not 0.0 <= chaos <= 1.0:
+        raise ValueError(f"chaos must be a share of requests between 0 and 1, got {chaos!r}")
+    return delays
+
+
 class FakeEvolink:
     """A faithful, scriptable EvoLink server for tests and demos.
 
@@ -181,15 +197,7 @@ class FakeEvolink:
         chaos: float = 0.0,
         chaos_seed: int | None = None,
     ) -> None:
-        if error_style not in ("string", "int"):
-            raise ValueError(f"error_style must be 'string' or 'int', got {error_style!r}")
-        delays = tuple(float(delay) for delay in callback_retry_delays)
-        if not all(0 <= delay < math.inf for delay in delays):
-            raise ValueError(f"callback_retry_delays must be finite and >= 0, got {callback_retry_delays!r}")
-        if not 0 < callback_timeout < math.inf:
-            raise ValueError(f"callback_timeout must be finite and > 0, got {callback_timeout!r}")
-        if not 0.0 <= chaos <= 1.0:
-            raise ValueError(f"chaos must be a share of requests between 0 and 1, got {chaos!r}")
+        delays = _check_options(error_style, callback_retry_delays, callback_timeout, chaos)
         #: The share of requests (API and result files) answered with a random fault of ``CHAOS_FAULTS``.
         self.chaos = chaos
         self._chaos_rng = random.Random(chaos_seed)
