@@ -309,6 +309,7 @@ async def test_a_batch_process_killed_with_sigkill_and_rerun_creates_one_task_an
     assert final_files(out) == sorted(f"{task_id}-0.png" for task_id in fake.tasks), context
     assert sorted(p.name for p in out.iterdir()) == final_files(out), context
     assert all(Path(f).is_file() for line in lines for f in line["files"]), context
+    assert all((out / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for name in final_files(out)), context
 
 
 async def test_a_rerun_counts_tasks_still_running_from_the_earlier_run_against_the_budget(
