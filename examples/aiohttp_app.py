@@ -77,7 +77,17 @@ def main() -> None:
     port = int(os.environ.get("APP_PORT", "8443"))
     # handler_cancellation: a client that hangs up cancels its handler, and so its wait and in-flight slot
     # (aiohttp's default, like uvicorn's, lets the handler run on; Timeouts(wait=...) bounds it then).
-    web.run_app(make_app(), host=host, port=port, ssl_context=ssl_context, print=None, handler_cancellation=True)
+    # shutdown_timeout: on SIGTERM, handlers still running (a wait on a task that never ends) are cancelled
+    # after 5 s, then the client closes with the app (aiohttp's default waits 60 s).
+    web.run_app(
+        make_app(),
+        host=host,
+        port=port,
+        ssl_context=ssl_context,
+        print=None,
+        handler_cancellation=True,
+        shutdown_timeout=5,
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ against a simulator in the test: request -> task -> EvoLink's callback -> respon
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ import anyio
 import anyio.abc
 import attrs
 import pytest
-from conftest import TLS
+from conftest import TLS, until
 
 from evolink_async.testing import FakeEvolink
 
@@ -76,6 +77,8 @@ def _command(name: str, port: int, tls: TLS) -> list[str]:
         str(tls.cert_file),
         "--ssl-keyfile",
         str(tls.key_file),
+        "--timeout-graceful-shutdown",  # as the example's docstring runs it
+        "10",
     ]
 
 
@@ -200,6 +203,27 @@ async def test_the_service_stops_cleanly_on_a_signal(
     assert "Task was destroyed" not in stderr
     if "uvicorn" in service.command:
         assert "Application shutdown complete." in stderr
+
+
+@SERVICES
+async def test_a_signal_stops_the_service_within_seconds_though_a_request_waits_on_a_task_that_never_ends(
+    service: Service, sim: FakeEvolink, https: aiohttp.ClientSession
+) -> None:
+    # Issue 9, defect 6: on SIGTERM the FastAPI example hung for minutes behind one never-finishing task.
+    async def abandoned() -> None:
+        with contextlib.suppress(aiohttp.ClientError, ValueError):  # the server goes away under it: expected
+            await _post(https, f"{service.base_url}/generate", {"prompt": "[never] stuck"})
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(abandoned)
+        await until(lambda: bool(sim.tasks))
+        started = anyio.current_time()
+        code = await _stop(service, signal.SIGTERM)  # fails the test past 15 s
+        stopped_in = anyio.current_time() - started
+        tg.cancel_scope.cancel()
+    assert code in STOPPED, service.stderr
+    assert stopped_in < 15
+    assert "Unclosed" not in service.stderr
 
 
 @SERVICES
