@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ async def test_a_batch_with_downloads_survives_a_fifth_of_all_responses_faulted(
             "creates": stats.creates - 1,
             "replays": stats.replays,
             "ok": sum(o.ok for o in outcomes),
+            "not ok": dict(Counter(type(o.error).__name__ for o in outcomes if not o.ok)),
             "seconds": round(time.monotonic() - started, 1),
         }
         print("chaos figures:", figures)

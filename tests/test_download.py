@@ -125,8 +125,9 @@ async def test_download_never_sends_the_api_key_to_the_result_host(
         Fault(kind="status", route="files", status=429, retry_after="0"),
         Fault(kind="html", route="files", status=502),
         Fault(kind="drop", route="files"),
+        Fault(kind="truncated", route="files"),
     ],
-    ids=["503", "429", "html-502", "dropped"],
+    ids=["503", "429", "html-502", "dropped", "truncated"],
 )
 async def test_download_retries_a_transient_error_and_then_saves_the_file(
     fake: FakeEvolink, client: evo.AsyncClient, tmp_path: Path, fault: Fault

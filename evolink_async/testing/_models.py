@@ -26,13 +26,13 @@ __all__ = (
 )
 
 Outcome = Literal["completed", "failed", "cancelled", "never"]
-FaultKind = Literal["status", "html", "drop", "drop_after_create", "slow", "malformed"]
+FaultKind = Literal["status", "html", "drop", "drop_after_create", "slow", "malformed", "truncated"]
 FaultRoute = Literal["create", "read", "batch", "list", "credits", "files", "callback", "any"]
 
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 _OUTCOMES = ("completed", "failed", "cancelled", "never")
-_FAULT_KINDS = ("status", "html", "drop", "drop_after_create", "slow", "malformed")
+_FAULT_KINDS = ("status", "html", "drop", "drop_after_create", "slow", "malformed", "truncated")
 _FAULT_ROUTES = ("create", "read", "batch", "list", "credits", "files", "callback", "any")
 _CALLBACK_FAULT_KINDS = ("drop", "slow")
 #: Routes that are not ``/v1`` endpoints, so ``route="any"`` does not reach them.
@@ -98,7 +98,8 @@ class Fault:
     without answering, before doing anything; ``drop_after_create`` does the work (creates and charges the
     task, records the idempotency key) and then closes the connection without answering (on other routes:
     answers nothing after doing the work); ``slow`` sleeps
-    ``delay`` seconds and then answers normally; ``malformed`` answers 200 with truncated JSON.
+    ``delay`` seconds and then answers normally; ``malformed`` answers 200 with truncated JSON; ``truncated``
+    (result files) sends the headers of the whole file, half of its bytes, and closes the connection.
     A non-zero ``delay`` also delays every other kind. ``times`` is how many matching requests it hits.
     Route ``any`` matches every ``/v1`` endpoint but not result-file downloads (``files``, another host
     at EvoLink) nor callback deliveries.

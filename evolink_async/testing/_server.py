@@ -81,6 +81,16 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+async def _send_half(request: web.Request, response: web.Response) -> NoReturn:
+    """Send ``response``'s headers (its whole Content-Length) and half its body, then close the connection."""
+    body = bytes(response.body) if isinstance(response.body, (bytes, bytearray)) else b""
+    stream = web.StreamResponse(status=response.status, headers={"Content-Type": response.content_type})
+    stream.content_length = len(body)
+    await stream.prepare(request)
+    await stream.write(body[: len(body) // 2])
+    _drop_connection(request)
+
+
 def _drop_connection(request: web.Request) -> NoReturn:
     """Close the connection without sending a response.
 
@@ -141,6 +151,7 @@ CHAOS_FAULTS: dict[str, tuple[Fault, ...]] = {
         Fault(kind="html", route="files", status=502),
         Fault(kind="drop", route="files"),
         Fault(kind="slow", route="files", delay=1.0),
+        Fault(kind="truncated", route="files"),
     ),
 }
 
@@ -645,6 +656,8 @@ class FakeEvolink:
                 self.stats.auth_failures += 1
                 return self._error(401, message="Invalid or missing API key (Authorization: Bearer <key>).")
             response = await impl(request)
+            if fault is not None and fault.kind == "truncated" and isinstance(response, web.Response):
+                await _send_half(request, response)
             if fault is not None and fault.kind == "slow" and fault.delay > 0:
                 # A slow reply: the work is done (a create creates), only the answer is late — the case
                 # where a client that timed out must not create the task again when it retries.
