@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import json
 import posixpath
 import types
 from collections.abc import Iterable, Mapping
@@ -254,11 +255,17 @@ def _to_url_tuple(value: Iterable[str] | None) -> tuple[str, ...]:
     if isinstance(value, str):
         # A bare string would otherwise become a tuple of characters.
         return (value,)
+    if isinstance(value, (Mapping, bytes)) or not isinstance(value, Iterable):
+        raise ValidationError("image_urls", f"must be a URL or a list of URLs, got {type(value).__name__}")
     return tuple(value)
 
 
 def _to_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return dict(value) if value else NOTHING_EXTRA
+    if not value:
+        return NOTHING_EXTRA
+    if not isinstance(value, Mapping):
+        raise ValidationError("extra", f"must be a mapping of body fields, got {type(value).__name__}")
+    return dict(value)
 
 
 @attrs.frozen
@@ -319,6 +326,12 @@ class ImageRequest:
             _check_callback_url(self.callback_url)
         if self.model_params is not None and not isinstance(self.model_params, Mapping):
             raise ValidationError("model_params", "must be a mapping")
+        for field, body in (("model_params", self.model_params), ("extra", self.extra)):
+            if body:  # checked here, not when it is sent: nothing is spent on a body that cannot be written
+                try:
+                    json.dumps(body, allow_nan=False)
+                except (TypeError, ValueError, RecursionError) as exc:
+                    raise ValidationError(field, f"must be JSON: {exc}") from None
         clash = set(self.extra) & {f.name for f in attrs.fields(ImageRequest)}
         if clash:
             name = sorted(clash)[0]

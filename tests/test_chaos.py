@@ -44,7 +44,7 @@ async def test_a_batch_with_downloads_survives_a_fifth_of_all_responses_faulted(
             poll=evo.PollPolicy(min_interval=0.05, batch_interval=0.02),
             limits=evo.Limits(max_in_flight=64, requests_per_second=None),
         )
-        with caplog.at_level(logging.WARNING, logger="evolink_async"):
+        with caplog.at_level(logging.DEBUG):  # every logger, every level: the key must be in none of them
             async with client:
                 with anyio.fail_after(600):
                     outcomes = await client.generate_all(
@@ -80,6 +80,13 @@ async def test_a_batch_with_downloads_survives_a_fifth_of_all_responses_faulted(
             else:
                 error = outcome.error
                 assert getattr(error, "task_id", None) or getattr(error, "idempotency_key", None), repr(error)
-        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("evolink")], (
+            caplog.text
+        )
+        assert fake.api_key not in caplog.text
+        assert all(fake.api_key not in repr(o) for o in outcomes)
+        file_requests = [r for r in stats.requests_seen if r.path.startswith("/files/")]
+        assert file_requests
+        assert not [r for r in file_requests if "authorization" in {k.lower() for k in r.headers}]
         leftovers = [p.name for p in out.iterdir() if p.name.endswith(".part")]
         assert not leftovers
