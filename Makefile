@@ -36,7 +36,7 @@ demo: $(STAMP)
 # The chaos suite at full size (make test runs a slice): 1,500 inputs with a fifth of all responses faulted,
 # then a batch process killed with SIGKILL 20 times and rerun.
 chaos: $(STAMP)
-	CHAOS_INPUTS=1500 $(BIN)/python -m pytest -s -p no:cacheprovider tests/test_chaos.py
+	CHAOS_INPUTS=1500 CHAOS_REPORT=docs/chaos-figures.md $(BIN)/python -m pytest -s -p no:cacheprovider tests/test_chaos.py
 	EVOLINK_CRASH_KILLS=20 $(BIN)/python -m pytest -p no:cacheprovider tests/test_journal.py -k sigkill
 
 # The benchmarks need the `bench` extra (openai-python, for batch.py's comparison).

@@ -27,6 +27,20 @@ import evolink_async as evo
 from evolink_async.testing import FakeEvolink
 
 INPUTS = int(os.environ.get("CHAOS_INPUTS", "300"))
+_OURS = {"evolink_async", "asyncio"}
+
+
+def _report(figures: dict[str, Any]) -> None:
+    """``make chaos`` (CHAOS_REPORT=docs/chaos-figures.md) keeps the last run's figures as a Markdown table."""
+    path = os.environ.get("CHAOS_REPORT")
+    if not path:
+        return
+    rows = "\n".join(f"| {key} | {value} |" for key, value in figures.items())
+    Path(path).write_text(
+        "# Chaos: the last `make chaos` run\n\nWritten by `tests/test_chaos.py` (see reliability.md).\n\n"
+        f"| figure | value |\n|---|---|\n{rows}\n",
+        encoding="utf-8",
+    )
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -69,6 +83,7 @@ async def test_a_batch_with_downloads_survives_a_fifth_of_all_responses_faulted(
             "seconds": round(time.monotonic() - started, 1),
         }
         print("chaos figures:", figures)
+        _report(figures)
         assert stats.faults_applied / stats.requests >= 0.18  # a fifth, give or take the dice
         assert [o.index for o in outcomes] == list(range(INPUTS))  # exactly one outcome each
         assert stats.creates_without_key == 0
@@ -80,9 +95,9 @@ async def test_a_batch_with_downloads_survives_a_fifth_of_all_responses_faulted(
             else:
                 error = outcome.error
                 assert getattr(error, "task_id", None) or getattr(error, "idempotency_key", None), repr(error)
-        assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("evolink")], (
-            caplog.text
-        )
+        # No warning of ours, and no unhandled error (asyncio logs a task's exception nobody retrieved).
+        noisy = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.split(".")[0] in _OURS]
+        assert not noisy, caplog.text
         assert fake.api_key not in caplog.text
         assert all(fake.api_key not in repr(o) for o in outcomes)
         file_requests = [r for r in stats.requests_seen if r.path.startswith("/files/")]
