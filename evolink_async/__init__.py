@@ -15,6 +15,7 @@ from ._client import AsyncClient
 from ._config import DEFAULT_BASE_URL, Limits, PollPolicy, RetryPolicy, Timeouts
 from ._engine import OnUpdate
 from ._requests import new_idempotency_key
+from ._sync import Client
 from ._version import __version__
 from ._webhooks import CallbackReceiver
 from .errors import (
@@ -72,6 +73,7 @@ __all__ = (
     "BudgetExceededError",
     "CallbackReceiver",
     "CallbackStats",
+    "Client",
     "ClientStateError",
     "ConfigurationError",
     "ConflictError",

@@ -108,6 +108,7 @@ class Transport:
         self.timeouts = timeouts
         self._max_connections = max_connections
         self._session = session
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._owns_session = session is None
         self.requests_sent = 0
         self.closed = False
@@ -116,9 +117,18 @@ class Transport:
         return f"<Transport {self.base_url} requests_sent={self.requests_sent}>"
 
     def _get_session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections)
             self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": _USER_AGENT})
+            self._loop = loop
+        elif self._loop is not None and loop is not self._loop:
+            # Connections belong to the loop that opened them: say so, rather than aiohttp's "Event loop is
+            # closed" (a second asyncio.run() on one client is the usual way here).
+            raise errors.ClientStateError(
+                "this client was first used in another event loop; create one client per event loop "
+                "(or use evolink_async.Client from synchronous code)"
+            )
         return self._session
 
     async def aclose(self) -> None:

@@ -41,6 +41,8 @@ def _report(figures: dict[str, Any]) -> None:
         f"| figure | value |\n|---|---|\n{rows}\n",
         encoding="utf-8",
     )
+
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

@@ -1,0 +1,188 @@
+"""Client: the synchronous face. The async client runs on an event loop of its own, in a worker thread.
+
+    with evolink_async.Client() as client:
+        task = client.generate("a watercolor fox", size="16:9")
+
+It works in plain scripts, in the threads of a sync web server (one client shared by many threads), and inside a
+running event loop (a Jupyter cell, sync code called from async code), since its loop is never the caller's.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import types
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio.from_thread
+
+from . import errors
+from ._batch import BatchInput, BatchRun, Outcome
+from ._client import AsyncClient
+from .models import Credits, ImageFields, ImageRequest, Task
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
+
+__all__ = ("Client",)
+
+T = TypeVar("T")
+
+
+class Client:
+    """The EvoLink client without ``await``: the same options and methods as :class:`AsyncClient`.
+
+    Use it as ``with Client() as client: ...`` (or call :meth:`close`). Thread-safe: every call runs on the
+    client's own event loop. Ctrl-C during a call cancels it there (a created task goes on at the server).
+    """
+
+    def __init__(self, api_key: str | None = None, **options: Any) -> None:
+        self._async = AsyncClient(api_key, **options)  # options checked now, in the caller's thread
+        self._lock = threading.Lock()
+        self._portal_cm: AbstractContextManager[anyio.from_thread.BlockingPortal] | None = None
+        self._portal: anyio.from_thread.BlockingPortal | None = None
+        self._client_cm: AbstractContextManager[AsyncClient] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Client {self._async!r}>"
+
+    @property
+    def base_url(self) -> str:
+        return self._async.base_url
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def __enter__(self) -> Client:
+        self._start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the client (pending waits in other threads fail with ClientStateError) and stop its loop."""
+        with self._lock:
+            self._closed = True
+            client_cm, self._client_cm = self._client_cm, None
+            portal_cm, self._portal_cm = self._portal_cm, None
+            self._portal = None
+        try:
+            if client_cm is not None:
+                client_cm.__exit__(None, None, None)
+        finally:
+            if portal_cm is not None:
+                portal_cm.__exit__(None, None, None)
+
+    def _start(self) -> anyio.from_thread.BlockingPortal:
+        with self._lock:
+            if self._closed:
+                raise errors.ClientStateError("this client is closed; create a new Client")
+            if self._portal is None:
+                portal_cm = anyio.from_thread.start_blocking_portal()
+                portal = portal_cm.__enter__()
+                try:
+                    # Entered and left in one task of the portal, as an anyio task group requires.
+                    client_cm = portal.wrap_async_context_manager(self._async)
+                    client_cm.__enter__()
+                except BaseException:
+                    portal_cm.__exit__(None, None, None)
+                    raise
+                self._portal_cm, self._portal, self._client_cm = portal_cm, portal, client_cm
+            return self._portal
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` (a coroutine function, or a plain one) on the client's loop."""
+        portal = self._start()
+        future = portal.start_task_soon(_apply, fn, args, kwargs)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()  # stops the wait on the client's loop; the task (if created) goes on at EvoLink
+            raise
+
+    # -- the calls -------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        request: ImageRequest | str | None = None,
+        *,
+        prompt: str | None = None,
+        idempotency_key: str | None = None,
+        **fields: Unpack[ImageFields],
+    ) -> Task:
+        """See :meth:`AsyncClient.submit`."""
+        task: Task = self._call(self._async.submit, request, prompt=prompt, idempotency_key=idempotency_key, **fields)
+        return task
+
+    def generate(
+        self,
+        request: ImageRequest | str | None = None,
+        *,
+        prompt: str | None = None,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        **fields: Unpack[ImageFields],
+    ) -> Task:
+        """See :meth:`AsyncClient.generate`."""
+        task: Task = self._call(
+            self._async.generate, request, prompt=prompt, timeout=timeout, idempotency_key=idempotency_key, **fields
+        )
+        return task
+
+    def get_task(self, task: Task | str) -> Task:
+        """See :meth:`AsyncClient.get_task`."""
+        result: Task = self._call(self._async.get_task, task)
+        return result
+
+    def wait(self, task: Task | str, *, timeout: float | None = None, raise_on_failure: bool = True) -> Task:
+        """See :meth:`AsyncClient.wait`."""
+        result: Task = self._call(self._async.wait, task, timeout=timeout, raise_on_failure=raise_on_failure)
+        return result
+
+    def credits(self) -> Credits:
+        """See :meth:`AsyncClient.credits`."""
+        result: Credits = self._call(self._async.credits)
+        return result
+
+    def download(self, task: Task, directory: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
+        """See :meth:`AsyncClient.download`."""
+        paths: list[Path] = self._call(self._async.download, task, directory, overwrite=overwrite)
+        return paths
+
+    def generate_all(self, requests: Iterable[BatchInput], **options: Any) -> list[Outcome]:
+        """See :meth:`AsyncClient.generate_all` (the same options)."""
+        outcomes: list[Outcome] = self._call(self._async.generate_all, requests, **options)
+        return outcomes
+
+    def generate_many(
+        self, requests: Iterable[BatchInput] | AsyncIterable[BatchInput], **options: Any
+    ) -> Iterator[Outcome]:
+        """See :meth:`AsyncClient.generate_many`: a plain iterator of outcomes, as each task completes.
+
+        Leaving the loop early (``break``) stops the batch, as leaving its ``async with`` does.
+        """
+        portal = self._start()
+        run: BatchRun = self._call(self._async.generate_many, requests, **options)  # made on the client's loop
+        with portal.wrap_async_context_manager(run):
+            while True:
+                try:
+                    outcome: Outcome = self._call(run.__anext__)
+                except StopAsyncIteration:
+                    return
+                yield outcome
+
+
+async def _apply(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    result = fn(*args, **kwargs)
+    if isinstance(result, types.CoroutineType):
+        return await result
+    return result

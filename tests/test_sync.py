@@ -1,0 +1,114 @@
+"""The sync Client against the simulator over real HTTP: in plain (sync) code, in threads sharing one client,
+inside a running event loop, and a batch as a plain iterator. The simulator runs on an event loop of its own
+in another thread here, as a real server would: a sync call blocks its caller's thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import pytest
+
+import evolink_async as evo
+from evolink_async.testing import FakeEvolink
+
+QUICK = "[duration:0.05] [eta:0] a cat"
+FAST = {"poll": evo.PollPolicy(min_interval=0.02), "limits": evo.Limits(requests_per_second=None)}
+
+
+@pytest.fixture
+def sim() -> Iterator[FakeEvolink]:
+    with anyio.from_thread.start_blocking_portal() as portal, portal.wrap_async_context_manager(FakeEvolink()) as fake:
+        yield fake
+
+
+def _client(fake: FakeEvolink, **options: Any) -> evo.Client:
+    return evo.Client(fake.api_key, base_url=fake.base_url, **{**FAST, **options})
+
+
+def test_generate_submit_wait_get_task_credits_and_download_without_await(sim: FakeEvolink, tmp_path: Path) -> None:
+    with _client(sim) as client:
+        task = client.generate(QUICK, size="16:9")
+        assert task.status is evo.TaskStatus.COMPLETED
+        assert sim.tasks[task.id].request["size"] == "16:9"
+        submitted = client.submit(prompt=QUICK)
+        assert client.wait(submitted).status is evo.TaskStatus.COMPLETED
+        assert client.get_task(submitted.id).id == submitted.id
+        assert client.credits().remaining is not None
+        (path,) = client.download(task, tmp_path)
+        assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_errors_are_the_same_as_the_async_clients(sim: FakeEvolink) -> None:
+    with _client(sim) as client:
+        with pytest.raises(evo.TaskFailedError) as info:
+            client.generate("[duration:0.05] [eta:0] [fail:content_policy_violation] x")
+        assert info.value.task_id in sim.tasks
+        with pytest.raises(evo.ValidationError, match="prompt"):
+            client.generate(size="1:1")
+
+
+def test_generate_many_is_a_plain_iterator_and_breaking_out_stops_the_batch(sim: FakeEvolink) -> None:
+    with _client(sim) as client:
+        outcomes = list(client.generate_many([f"{QUICK} {i}" for i in range(6)], max_in_flight=3))
+        assert sorted(o.index for o in outcomes) == list(range(6))
+        assert all(o.ok for o in outcomes)
+        for outcome in client.generate_many(f"{QUICK} endless {i}" for i in range(10_000)):
+            assert outcome.ok
+            break
+        creates = sim.stats.creates
+        assert creates < 100
+        all_of_them = client.generate_all([f"{QUICK} again {i}" for i in range(3)])
+        assert [o.index for o in all_of_them] == [0, 1, 2]
+
+
+def test_one_client_is_shared_by_many_threads(sim: FakeEvolink) -> None:
+    results: list[evo.Task] = []
+    with _client(sim) as client:
+
+        def work(i: int) -> None:
+            results.append(client.generate(f"{QUICK} thread {i}"))
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert len(results) == 8
+    assert all(t.status is evo.TaskStatus.COMPLETED for t in results)
+
+
+def test_it_works_inside_a_running_event_loop_like_a_jupyter_cell(sim: FakeEvolink) -> None:
+    async def cell() -> evo.Task:
+        with _client(sim) as client:  # sync code called from async code, without nest_asyncio
+            return client.generate(QUICK)
+
+    assert asyncio.run(cell()).status is evo.TaskStatus.COMPLETED
+
+
+def test_a_closed_client_says_so(sim: FakeEvolink) -> None:
+    client = _client(sim)
+    client.generate(QUICK)  # started on first use, without `with`
+    client.close()
+    client.close()  # idempotent
+    with pytest.raises(evo.ClientStateError):
+        client.generate(QUICK)
+
+
+def test_an_async_client_used_in_a_second_event_loop_raises_client_state_error(sim: FakeEvolink) -> None:
+    # The habit the sync client replaces: asyncio.run() twice on one AsyncClient died with aiohttp's
+    # "Event loop is closed" and an unclosed session.
+    client = evo.AsyncClient(sim.api_key, base_url=sim.base_url, **FAST)
+    first = asyncio.new_event_loop()
+    try:
+        assert first.run_until_complete(client.submit(QUICK)).id in sim.tasks
+        with pytest.raises(evo.ClientStateError, match="another event loop"):
+            asyncio.run(client.submit(QUICK))
+    finally:
+        first.run_until_complete(client.aclose())  # in the loop its connections belong to
+        first.close()
