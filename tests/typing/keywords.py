@@ -26,3 +26,11 @@ async def keyword_fields_are_typed(client: evo.AsyncClient) -> None:
     # A size must be a string (a known one, or a str for models the SDK does not know), never an int.
     await client.generate("x", size=169)  # type: ignore[arg-type]
     await client.submit("x", size=169)  # type: ignore[arg-type]
+
+
+def the_sync_client_is_typed_alike(client: evo.Client) -> None:
+    done: evo.Task = client.generate("x", size="16:9", quality="2K")
+    created: evo.Task = client.submit(prompt="a cat", quality="1K")
+    print(done, created)
+    client.generate("x", sise="16:9")  # type: ignore[call-arg]
+    client.submit("x", size=169)  # type: ignore[arg-type]
