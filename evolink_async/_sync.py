@@ -9,6 +9,7 @@ running event loop (a Jupyter cell, sync code called from async code), since its
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import sys
 import threading
@@ -104,7 +105,12 @@ class Client:
         portal = self._start()
         future = portal.start_task_soon(_apply, fn, args, kwargs)
         try:
-            return future.result()
+            while True:
+                try:
+                    # In short slices: an untimed wait on a lock does not let Ctrl-C through on every platform.
+                    return future.result(timeout=0.2)
+                except concurrent.futures.TimeoutError:
+                    continue
         except KeyboardInterrupt:
             future.cancel()  # stops the wait on the client's loop; the task (if created) goes on at EvoLink
             raise
@@ -144,8 +150,10 @@ class Client:
         return result
 
     def wait(self, task: Task | str, *, timeout: float | None = None, raise_on_failure: bool = True) -> Task:
-        """See :meth:`AsyncClient.wait`."""
-        result: Task = self._call(self._async.wait, task, timeout=timeout, raise_on_failure=raise_on_failure)
+        """See :meth:`AsyncClient.wait`. Interrupted (Ctrl-C), the KeyboardInterrupt names the task."""
+        task_id = task.id if isinstance(task, Task) else task
+        with errors.task_context(task_id):
+            result: Task = self._call(self._async.wait, task, timeout=timeout, raise_on_failure=raise_on_failure)
         return result
 
     def credits(self) -> Credits:

@@ -335,7 +335,7 @@ class task_context:  # lower case: used like a function, ``with task_context(tas
         if isinstance(exc, EvolinkError):
             if exc.task_id is None:
                 exc.task_id = self.task_id
-        elif isinstance(exc, Exception):
+        elif isinstance(exc, (Exception, KeyboardInterrupt)):  # Ctrl-C during a sync wait names the task too
             add_note = getattr(exc, "add_note", None)  # Python >= 3.11
             if add_note is not None:
                 add_note(f"evolink task_id={self.task_id}")

@@ -5,7 +5,9 @@ in another thread here, as a real server would: a sync call blocks its caller's 
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,3 +114,23 @@ def test_an_async_client_used_in_a_second_event_loop_raises_client_state_error(s
     finally:
         first.run_until_complete(client.aclose())  # in the loop its connections belong to
         first.close()
+
+
+def test_ctrl_c_during_a_sync_wait_cancels_it_names_the_task_and_leaves_the_client_working(
+    sim: FakeEvolink,
+) -> None:
+    with _client(sim) as client:
+        task = client.submit("[never] [eta:0] waited on, then interrupted")
+        timer = threading.Timer(0.3, signal.raise_signal, (signal.SIGINT,))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt) as info:
+                client.wait(task)
+        finally:
+            timer.cancel()
+        assert task.id in " ".join(getattr(info.value, "__notes__", []))
+        deadline = time.monotonic() + 5
+        while client._async.waiting and time.monotonic() < deadline:  # the wait is cancelled on its loop
+            time.sleep(0.01)
+        assert client._async.waiting == 0
+        assert client.get_task(task).id == task.id  # and the client goes on working
