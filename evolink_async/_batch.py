@@ -467,11 +467,19 @@ class BatchRun:
             return Outcome(index=index, input=item, error=exc)
         if self._refusal is not None:
             return Outcome(index, item, request, error=_not_submitted(self._refusal))
-        plan = await self._plan(index, item, request)  # a journal of other inputs raises JournalError here
-        if index == self._check_at and self._checked is not None:
-            self._checked.set()
+        try:
+            plan = await self._plan(index, item, request)  # a journal of other inputs raises JournalError here
+        except errors.JournalError:
+            raise  # the run stops: the gate stays shut
+        except BaseException:
+            self._open_gate(index)  # this input failed otherwise: do not hold the others
+            raise
+        self._open_gate(index)
         if isinstance(plan, Outcome):
             return plan
+        if self._refusal is not None:  # refused while this input waited (for the price, say): not sent
+            self._not_created(plan)
+            return Outcome(index, item, request, error=_not_submitted(self._refusal))
         if self._checked is not None and self._check_at is not None and index > self._check_at:
             # Inputs come in order, so the one checked is already being planned: no deadlock here.
             await self._checked.wait()
@@ -480,6 +488,10 @@ class BatchRun:
         if not plan.finished:
             self._following[index] = launched
         return None
+
+    def _open_gate(self, index: int) -> None:
+        if index == self._check_at and self._checked is not None:
+            self._checked.set()
 
     def _on_final(self, plan: _Plan, task: Task | None, error: BaseException | None) -> None:
         """The engine's callback once a launched task is final (or its wait ended): queue it for a finisher."""

@@ -129,7 +129,10 @@ class Watch:
         if self._followers is not None and self.done:
             followers, self._followers = self._followers, None
             for follower in followers if isinstance(followers, list) else (followers,):
-                follower.fire(None)
+                try:
+                    follower.fire(None)
+                except Exception:  # a callback's bug must not take the poller down, nor the other followers
+                    log.exception("a follower of task %s failed", self.task_id)
 
 
 class Follower:

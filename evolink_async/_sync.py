@@ -10,6 +10,7 @@ running event loop (a Jupyter cell, sync code called from async code), since its
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import sys
 import threading
@@ -75,12 +76,16 @@ class Client:
             self._closed = True
             client_cm, self._client_cm = self._client_cm, None
             portal_cm, self._portal_cm = self._portal_cm, None
-            self._portal = None
+            portal, self._portal = self._portal, None
         try:
             if client_cm is not None:
                 client_cm.__exit__(None, None, None)
         finally:
             if portal_cm is not None:
+                if portal is not None:
+                    # Batches still open (an unfinished generate_many loop) are cancelled, not waited for.
+                    with contextlib.suppress(RuntimeError):
+                        portal.call(portal.stop, True)
                 portal_cm.__exit__(None, None, None)
 
     def _start(self) -> anyio.from_thread.BlockingPortal:
@@ -103,7 +108,10 @@ class Client:
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` (a coroutine function, or a plain one) on the client's loop."""
         portal = self._start()
-        future = portal.start_task_soon(_apply, fn, args, kwargs)
+        try:
+            future = portal.start_task_soon(_apply, fn, args, kwargs)
+        except RuntimeError:  # closed by another thread meanwhile
+            raise errors.ClientStateError("this client is closed; create a new Client") from None
         try:
             while True:
                 try:
@@ -180,13 +188,18 @@ class Client:
         """
         portal = self._start()
         run: BatchRun = self._call(self._async.generate_many, requests, **options)  # made on the client's loop
-        with portal.wrap_async_context_manager(run):
+        batch = portal.wrap_async_context_manager(run)
+        batch.__enter__()
+        try:
             while True:
                 try:
                     outcome: Outcome = self._call(run.__anext__)
                 except StopAsyncIteration:
                     return
                 yield outcome
+        finally:
+            with contextlib.suppress(RuntimeError):  # the client (and the batch with it) was closed first
+                batch.__exit__(None, None, None)
 
 
 async def _apply(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
