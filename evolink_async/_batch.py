@@ -191,7 +191,8 @@ class BatchRun:
         timeout: float | None,
         fields: Mapping[str, Any],
     ) -> None:
-        _check_options(inputs, max_in_flight, budget, timeout, fields)
+        _check_max_in_flight(max_in_flight, engine.limits.max_in_flight)
+        _check_options(inputs, budget, timeout, fields)
         self._engine = engine
         self._downloader = downloader
         self._inputs = inputs
@@ -757,11 +758,21 @@ def _charged(task: Task, estimate: float) -> float:
     return estimate
 
 
-def _check_options(
-    inputs: object, max_in_flight: int | None, budget: float | None, timeout: float | None, fields: Mapping[str, Any]
-) -> None:
-    if max_in_flight is not None and max_in_flight < 1:
-        raise errors.ValidationError("max_in_flight", f"must be >= 1, got {max_in_flight!r}")
+def _check_max_in_flight(max_in_flight: int | None, client_cap: int) -> None:
+    """The batch's own cap applies within its client's: a larger one is an error, never silently capped."""
+    if max_in_flight is None:
+        return
+    if not isinstance(max_in_flight, int) or isinstance(max_in_flight, bool) or max_in_flight < 1:
+        raise errors.ValidationError("max_in_flight", f"must be an int >= 1 or None, got {max_in_flight!r}")
+    if max_in_flight > client_cap:
+        raise errors.ValidationError(
+            "max_in_flight",
+            f"{max_in_flight} is above the client's Limits(max_in_flight={client_cap}); "
+            "a batch runs within its client's slots: raise the client's Limits(max_in_flight=...)",
+        )
+
+
+def _check_options(inputs: object, budget: float | None, timeout: float | None, fields: Mapping[str, Any]) -> None:
     if budget is not None and not budget >= 0:
         raise errors.ValidationError("budget", f"must be >= 0 credits, got {budget!r}")
     check_timeout(timeout)

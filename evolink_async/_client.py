@@ -288,16 +288,6 @@ class AsyncClient:
         charge after a crash. ``fields`` apply to every input (e.g. ``size="16:9"``). ``timeout`` bounds each
         task's wait.
         """
-        if max_in_flight is not None and (
-            not isinstance(max_in_flight, int) or isinstance(max_in_flight, bool) or max_in_flight < 1
-        ):
-            raise errors.ValidationError("max_in_flight", f"must be an int >= 1 or None, got {max_in_flight!r}")
-        if max_in_flight is not None and max_in_flight > self.limits.max_in_flight:
-            raise errors.ValidationError(
-                "max_in_flight",
-                f"{max_in_flight} is above the client's Limits(max_in_flight={self.limits.max_in_flight}); "
-                "a batch runs within its client's slots: raise the client's Limits(max_in_flight=...)",
-            )
         return BatchRun(
             self._engine,
             self._downloader,

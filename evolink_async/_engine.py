@@ -159,10 +159,7 @@ class Engine:
     ) -> Task:
         """Wait, through the shared poller, until the task is final; return it (failed ones too)."""
         with errors.task_context(task_id):
-            self.check_open(needs_poller=True)
-            expects_callback = task_id in self.callback_registry
-            if known is not None and not known.is_final and self.callback_registry.announced(task_id):
-                known, submitted_at = None, None  # its callback already came: read it now
+            known, submitted_at, expects_callback = self._before_watching(task_id, known, submitted_at)
             w = self.poller.watch(task_id, known, submitted_at=submitted_at, callback=expects_callback)
             try:
                 with anyio.move_on_after(timeout) if timeout is not None else _NO_SCOPE as scope:
@@ -187,10 +184,7 @@ class Engine:
         timeout: float | None = None,
     ) -> Follower:
         """Like :meth:`wait`, without a waiting coroutine: ``on_final(task, error)`` is called once."""
-        self.check_open(needs_poller=True)
-        expects_callback = task_id in self.callback_registry
-        if known is not None and not known.is_final and self.callback_registry.announced(task_id):
-            known, submitted_at = None, None  # its callback already came: read it now
+        known, submitted_at, expects_callback = self._before_watching(task_id, known, submitted_at)
         follower = self.poller.follow(
             task_id, known, on_final, submitted_at=submitted_at, callback=expects_callback, timeout=timeout
         )
@@ -201,6 +195,15 @@ class Engine:
             follower.stop()
             raise
         return follower
+
+    def _before_watching(
+        self, task_id: str, known: Task | None, submitted_at: float | None
+    ) -> tuple[Task | None, float | None, bool]:
+        """What a wait or a follow starts from: (known, submitted_at, whether a callback is expected)."""
+        self.check_open(needs_poller=True)
+        if known is not None and not known.is_final and self.callback_registry.announced(task_id):
+            known, submitted_at = None, None  # its callback already came: read it now
+        return known, submitted_at, task_id in self.callback_registry
 
     # -- the whole path ----------------------------------------------------------------------------
 
@@ -216,15 +219,7 @@ class Engine:
     ) -> Task:
         """Slot → create (unless ``task_id`` is known: resume) → wait; the final task, failed ones too."""
         async with Slot(self.slots):
-            known: Task | None = None
-            submitted_at: float | None = None
-            if task_id is None:
-                known = await self.create(request, key)
-                submitted_at = time.monotonic()
-                task_id = known.id
-                if on_created is not None:
-                    with errors.task_context(task_id):
-                        await on_created(known)
+            task_id, known, submitted_at = await self._create_unless_known(request, key, task_id, on_created)
             return await self.wait(
                 task_id, known=known, submitted_at=submitted_at, timeout=timeout, on_update=on_update
             )
@@ -247,15 +242,7 @@ class Engine:
         launched = Launched(self.slots, on_final)
         await launched.acquire()
         try:
-            known: Task | None = None
-            submitted_at: float | None = None
-            if task_id is None:
-                known = await self.create(request, key)
-                submitted_at = time.monotonic()
-                task_id = known.id
-                if on_created is not None:
-                    with errors.task_context(task_id):
-                        await on_created(known)
+            task_id, known, submitted_at = await self._create_unless_known(request, key, task_id, on_created)
             launched.follower = await self.follow(
                 task_id, launched, known=known, submitted_at=submitted_at, timeout=timeout
             )
@@ -263,6 +250,19 @@ class Engine:
             launched.release()
             raise
         return launched
+
+    async def _create_unless_known(
+        self, request: ImageRequest, key: str, task_id: str | None, on_created: OnCreated | None
+    ) -> tuple[str, Task | None, float | None]:
+        """Create the task, unless ``task_id`` resumes one: (task id, the created task, when it was sent)."""
+        if task_id is not None:
+            return task_id, None, None
+        known = await self.create(request, key)
+        submitted_at = time.monotonic()
+        if on_created is not None:
+            with errors.task_context(known.id):
+                await on_created(known)
+        return known.id, known, submitted_at
 
 
 class Launched(Slot):
