@@ -14,6 +14,7 @@ from ._callbacks import CallbackStats
 from ._client import AsyncClient
 from ._config import DEFAULT_BASE_URL, Limits, PollPolicy, RetryPolicy, Timeouts
 from ._engine import OnUpdate
+from ._files import Files
 from ._requests import new_idempotency_key
 from ._sync import Client
 from ._version import __version__
@@ -46,20 +47,39 @@ from .errors import (
 )
 from .models import (
     DEFAULT_MODEL,
+    AudioRequest,
     Cost,
     Credits,
+    FileInfo,
+    FilePage,
+    FileQuota,
     ImageFields,
     ImageQuality,
     ImageRequest,
     ImageSize,
+    ImageSource,
+    Request,
+    ResultItem,
     Task,
     TaskError,
     TaskInfo,
     TaskStatus,
+    UploadedFile,
     Usage,
+    VideoRequest,
 )
 
 __all__ = (
+    "VideoRequest",
+    "UploadedFile",
+    "ResultItem",
+    "Request",
+    "ImageSource",
+    "Files",
+    "FileQuota",
+    "FilePage",
+    "FileInfo",
+    "AudioRequest",
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "APIConnectionError",

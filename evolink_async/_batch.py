@@ -29,9 +29,16 @@ from ._download import Downloader
 from ._engine import Engine, Launched, failure_of
 from ._journal import Journal, JournalEntry, fingerprint
 from ._poller import OnFinal
-from ._requests import BATCH_OPTIONS, build_request, check_field_names, check_timeout, new_idempotency_key
+from ._requests import (
+    BATCH_OPTIONS,
+    build_request,
+    check_field_names,
+    check_timeout,
+    new_idempotency_key,
+    request_fields,
+)
 from ._slots import Slot
-from .models import ImageRequest, Task, TaskStatus
+from .models import REQUEST_KINDS, AudioRequest, ImageRequest, Request, Task, TaskStatus, VideoRequest
 
 __all__ = ("BatchInput", "BatchRun", "BatchStats", "Outcome")
 
@@ -40,8 +47,9 @@ log = logging.getLogger("evolink_async")
 # Workers started per event-loop iteration (see BatchRun._produce).
 _SPAWN_CHUNK = 64
 
-#: What ``generate_many`` accepts per input: a prompt, an ImageRequest, or a mapping of request fields.
-BatchInput: TypeAlias = "str | ImageRequest | Mapping[str, Any]"
+#: What ``generate_many`` accepts per input: a prompt (an image), a request of any kind, or a mapping of request
+#: fields (``"type": "video"`` or ``"audio"`` picks the kind; images by default).
+BatchInput: TypeAlias = "str | Request | Mapping[str, Any]"
 
 
 @attrs.frozen
@@ -55,7 +63,7 @@ class Outcome:
 
     index: int
     input: Any
-    request: ImageRequest | None = None
+    request: Request | None = None
     task: Task | None = None
     error: Exception | None = None
     files: tuple[Path, ...] = ()
@@ -107,7 +115,7 @@ class _Plan:
     # rather than a closure, a bound method and their cells).
     index: int = -1
     input: Any = None
-    request: ImageRequest | None = None
+    request: Request | None = None
     slot: Slot | None = None
     run: BatchRun | None = None
 
@@ -122,7 +130,7 @@ class _Final:
 
     index: int
     input: Any
-    request: ImageRequest
+    request: Request
     plan: _Plan
     slot: Slot
     task: Task | None
@@ -153,17 +161,28 @@ def _as_exception(error: BaseException) -> Exception:
     return wrapped
 
 
-def _to_request(item: Any, fields: Mapping[str, Any]) -> ImageRequest:
+def _kind_of(data: dict[str, Any]) -> type[Request]:
+    kind = data.pop("type", "image")
+    cls = REQUEST_KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise errors.ValidationError("type", f"{kind!r} is not one of {', '.join(REQUEST_KINDS)}")
+    return cls
+
+
+def _to_request(item: Any, fields: Mapping[str, Any]) -> Request:
     if isinstance(item, Mapping):
         data = dict(item)
+        kind = _kind_of(data)
         prompt = data.pop("prompt", None)
         if not isinstance(prompt, str):
             raise errors.ValidationError("prompt", "each mapping input needs a string 'prompt'")
-        # A mapping is a JSON object of request fields (a batch file's line): unknown keys are body fields.
-        return build_request(prompt, {**fields, **data}, strict=False)
+        # Batch-wide fields are keywords (a typo is an error); the mapping is a JSON object of request fields (a
+        # batch file's line): its unknown keys are body fields, and its values win over batch-wide ones.
+        check_field_names(fields, known=request_fields(kind))
+        return build_request(prompt, {**fields, **data}, strict=False, kind=kind)
     if isinstance(item, str) and not fields:
         return ImageRequest(item)  # the common case, without the keyword plumbing
-    if isinstance(item, ImageRequest):
+    if isinstance(item, (ImageRequest, VideoRequest, AudioRequest)):
         # The input's own values win over batch-wide ones, as for mappings: fill only what it left unset.
         unset = {k: v for k, v in fields.items() if not getattr(item, k, None)}
         return build_request(item, unset)
@@ -558,7 +577,7 @@ class BatchRun:
         self._settle(plan.estimate, charged)
         return await self._finish_completed(index, item, request, task, charged, resumed=plan.resumed)
 
-    async def _plan(self, index: int, item: Any, request: ImageRequest) -> _Plan | Outcome:
+    async def _plan(self, index: int, item: Any, request: Request) -> _Plan | Outcome:
         """What to do with this input; an Outcome when it is already decided (final in the journal, no budget)."""
         journal = self._journal
         if journal is None:
@@ -590,7 +609,7 @@ class BatchRun:
             self.stats.committed_credits += estimate
         return _Plan(entry.idempotency_key, task_id=entry.task_id, estimate=estimate, resumed=True)
 
-    async def _plan_new(self, index: int, item: Any, request: ImageRequest, fp: str) -> _Plan | Outcome:
+    async def _plan_new(self, index: int, item: Any, request: Request, fp: str) -> _Plan | Outcome:
         """A first create: reserve its credits, record its key before it is sent."""
         estimate, probe = await self._reserve_budget(request)
         if estimate < 0:
@@ -614,7 +633,7 @@ class BatchRun:
                 raise
         return plan
 
-    async def _run(self, index: int, request: ImageRequest, plan: _Plan, on_final: OnFinal) -> Launched:
+    async def _run(self, index: int, request: Request, plan: _Plan, on_final: OnFinal) -> Launched:
         """The engine's path for this input: create (unless resumed by id), then followed until final."""
         self.stats.in_flight += 1
         try:
@@ -676,7 +695,7 @@ class BatchRun:
             await self._journal.submitted(index, task.id, reserved)
 
     async def _finish_completed(
-        self, index: int, item: Any, request: ImageRequest, task: Task, credits: float, *, resumed: bool
+        self, index: int, item: Any, request: Request, task: Task, credits: float, *, resumed: bool
     ) -> Outcome:
         files: tuple[Path, ...] = ()
         error: Exception | None = None
@@ -691,7 +710,7 @@ class BatchRun:
             )
         return Outcome(index, item, request, task=task, error=error, files=files, resumed=resumed)
 
-    async def _resume_final(self, index: int, item: Any, request: ImageRequest, entry: JournalEntry) -> Outcome:
+    async def _resume_final(self, index: int, item: Any, request: Request, entry: JournalEntry) -> Outcome:
         assert entry.task_json is not None
         task = structure_task(entry.task_json)
         self.stats.resumed += 1
@@ -706,7 +725,7 @@ class BatchRun:
 
     # -- the budget ----------------------------------------------------------------------------------
 
-    async def _reserve_budget(self, request: ImageRequest) -> tuple[float, bool]:
+    async def _reserve_budget(self, request: Request) -> tuple[float, bool]:
         """Commit this input's expected credits: (estimate, whether it is the price probe); -1 when refused."""
         if self.budget is None:
             return 0.0, False

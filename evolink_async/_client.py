@@ -15,9 +15,18 @@ import aiohttp
 from . import errors
 from ._api import API
 from ._batch import BatchInput, BatchRun, Outcome
-from ._config import Limits, PollPolicy, RetryPolicy, Timeouts, resolve_api_key, resolve_base_url
+from ._config import (
+    Limits,
+    PollPolicy,
+    RetryPolicy,
+    Timeouts,
+    resolve_api_key,
+    resolve_base_url,
+    resolve_files_base_url,
+)
 from ._download import Downloader
 from ._engine import Engine, OnUpdate, failure_of
+from ._files import Files
 from ._pace import RateLimiter
 from ._requests import (
     GENERATE_OPTIONS,
@@ -29,7 +38,7 @@ from ._requests import (
 )
 from ._transport import Transport
 from ._webhooks import CallbackReceiver
-from .models import Credits, ImageFields, ImageRequest, Task
+from .models import Credits, ImageFields, ImageRequest, ImageSource, Request, Task, UploadedFile
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -51,8 +60,10 @@ class AsyncClient:
     """The EvoLink client. Use it as ``async with AsyncClient() as client: ...``.
 
     The API key comes from ``api_key`` or ``EVOLINK_API_KEY``; the base URL from ``base_url``,
-    ``EVOLINK_BASE_URL`` or ``https://api.evolink.ai``. Pass ``session`` to use your own
-    ``aiohttp.ClientSession`` (the client then leaves it open).
+    ``EVOLINK_BASE_URL`` or ``https://api.evolink.ai``; the files API's from ``files_base_url``,
+    ``EVOLINK_FILES_BASE_URL`` or ``https://files-api.evolink.ai`` (or ``base_url`` when that is not EvoLink's:
+    the simulator serves both). Pass ``session`` to use your own ``aiohttp.ClientSession`` (the client then
+    leaves it open).
     """
 
     def __init__(
@@ -60,6 +71,7 @@ class AsyncClient:
         api_key: str | None = None,
         *,
         base_url: str | None = None,
+        files_base_url: str | None = None,
         timeouts: Timeouts = Timeouts(),
         retry: RetryPolicy = RetryPolicy(),
         poll: PollPolicy = PollPolicy(),
@@ -82,16 +94,20 @@ class AsyncClient:
         self.poll = poll
         self.limits = limits
         self.callback_url = _check_client_callback_url(callback_url, allow_local_callback_url)
-        transport = Transport(
-            base_url=self.base_url,
-            api_key=resolve_api_key(api_key),
-            timeouts=timeouts,
-            max_connections=limits.max_connections,
-            session=session,
+        self.files_base_url = resolve_files_base_url(files_base_url, self.base_url)
+        key = resolve_api_key(api_key)
+        transport, files_transport = (
+            Transport(
+                base_url=url, api_key=key, timeouts=timeouts, max_connections=limits.max_connections, session=session
+            )
+            for url in (self.base_url, self.files_base_url)
         )
         self._rate = RateLimiter(limits.requests_per_second, limits.burst)
         self._api = API(transport, self._rate, retry)
-        self._engine = Engine(self._api, poll=poll, timeouts=timeouts, limits=limits, callback_url=self.callback_url)
+        self._files = Files(files_transport, retry)
+        self._engine = Engine(
+            self._api, self._files, poll=poll, timeouts=timeouts, limits=limits, callback_url=self.callback_url
+        )
         self._downloader = Downloader(
             timeouts=timeouts,
             retry=retry,
@@ -152,6 +168,7 @@ class AsyncClient:
         self._engine.close()
         try:
             await self._api.transport.aclose()
+            await self._files.transport.aclose()
         finally:
             await self._downloader.aclose()
 
@@ -162,20 +179,38 @@ class AsyncClient:
             self._callbacks = CallbackReceiver(self._engine.callback_registry)
         return self._callbacks
 
+    @property
+    def files(self) -> Files:
+        """EvoLink's files API with this client's key: ``upload``, ``quota``, ``list``, ``delete``."""
+        return self._files
+
+    async def upload(
+        self, source: ImageSource, *, file_name: str | None = None, upload_path: str | None = None
+    ) -> UploadedFile:
+        """Upload a local image (a path, bytes or a binary file object, streamed) or re-host an http(s) URL
+        through the files API; use the returned ``url`` in ``image_urls``. Files expire after 72 h.
+
+        Checks the type (jpeg, png, gif, webp) before sending; the same content is uploaded once per client.
+        ``image_urls`` items may be local files directly: the client uploads them before the create.
+        """
+        self._engine.check_open()
+        return await self._files.upload(source, file_name=file_name, upload_path=upload_path)
+
     # -- single calls ------------------------------------------------------------------------------
 
     async def submit(
         self,
-        request: ImageRequest | str | None = None,
+        request: Request | str | None = None,
         *,
         prompt: str | None = None,
         idempotency_key: str | None = None,
         **fields: Unpack[ImageFields],
     ) -> Task:
-        """Create a task (``POST /v1/images/generations``) and return it as created (usually pending).
+        """Create a task and return it as created (usually pending).
 
-        ``request`` is an ImageRequest or a prompt (or pass ``prompt=``); ``fields`` (size, quality, ...) build
-        or amend it. The create always carries an Idempotency-Key (yours or a fresh one) and is retried only
+        ``request`` is an ImageRequest, VideoRequest or AudioRequest (its type picks the endpoint), or a prompt
+        for an image (or pass ``prompt=``); ``fields`` (size, quality, ...) build or amend it. The create
+        always carries an Idempotency-Key (yours or a fresh one) and is retried only
         with it. On an unknown outcome :class:`SubmissionUnknownError` gives the key to resubmit with.
         """
         req = build_request(request, fields, prompt=prompt, options=SUBMIT_OPTIONS)
@@ -219,7 +254,7 @@ class AsyncClient:
 
     async def generate(
         self,
-        request: ImageRequest | str | None = None,
+        request: Request | str | None = None,
         *,
         prompt: str | None = None,
         timeout: float | None = None,
@@ -249,10 +284,11 @@ class AsyncClient:
     async def download(self, task: Task, directory: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
         """Save the results of a completed ``task`` into ``directory``; return the paths in result order.
 
-        Streams each file to a temporary name and renames it, so a final name never holds half an image;
-        checks it is an image under ``limits.max_download_bytes``; retries transient errors; never sends the
-        API key. Files are named ``<task id>-<n>.<ext>`` from the task id and the content type, never from
-        the URL. An existing file of that name is kept unless ``overwrite``. Raises DownloadError.
+        Streams each file to a temporary name and renames it, so a final name never holds half a file (a video
+        is never held in memory); checks it is an image, video or audio file under ``limits.max_download_bytes``;
+        retries transient errors; never sends the API key. Files are named ``<task id>-<n>.<ext>`` from the
+        task id and the content type, never from the URL. An existing file of that name is kept unless
+        ``overwrite``. Raises DownloadError.
         """
         if not isinstance(task, Task):
             raise errors.ValidationError("task", f"must be a Task (from wait/generate), got {type(task).__name__}")

@@ -15,6 +15,8 @@ __all__ = ("DEFAULT_BASE_URL", "Limits", "PollPolicy", "RetryPolicy", "Timeouts"
 DEFAULT_BASE_URL = "https://api.evolink.ai"
 ENV_API_KEY = "EVOLINK_API_KEY"
 ENV_BASE_URL = "EVOLINK_BASE_URL"
+DEFAULT_FILES_BASE_URL = "https://files-api.evolink.ai"
+ENV_FILES_BASE_URL = "EVOLINK_FILES_BASE_URL"
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float | None) -> None:
@@ -66,7 +68,8 @@ class RetryPolicy:
 class PollPolicy:
     """How the shared poller schedules status reads.
 
-    The first read comes at ``first_check`` times the task's ``estimated_time``; later reads aim just past
+    The first read comes at ``first_check`` times the task's ``estimated_time`` (or, when it gives none,
+    ``default_estimate``, ``video_estimate`` or ``audio_estimate`` by its kind); later reads aim just past
     the finish predicted from progress, never sooner than ``min_interval`` nor later than
     ``max_interval`` apart, with ±``jitter`` (a fraction). ``batch`` chooses ``POST /v1/tasks/batch``:
     ``None`` detects it once, ``False`` never uses it. Tasks whose completion a callback announces are
@@ -77,6 +80,9 @@ class PollPolicy:
     min_interval: float = attrs.field(default=0.5, validator=_positive)
     max_interval: float = attrs.field(default=30.0, validator=_positive)
     default_estimate: float = attrs.field(default=30.0, validator=_positive)
+    #: The estimate of a video / audio task that gives none (videos take minutes; EvoLink's client assumes 180 s).
+    video_estimate: float = attrs.field(default=180.0, validator=_positive)
+    audio_estimate: float = attrs.field(default=90.0, validator=_positive)
     first_check: float = attrs.field(default=0.5, validator=_positive)
     finish_margin: float = attrs.field(default=0.03, validator=_non_negative)
     overdue_factor: float = attrs.field(default=0.2, validator=_positive)
@@ -114,7 +120,7 @@ class Limits:
     burst: int = attrs.field(default=10)
     max_connections: int = attrs.field(default=32)
     max_download_connections: int = attrs.field(default=8)
-    max_download_bytes: int = attrs.field(default=50 * 1024 * 1024)
+    max_download_bytes: int = attrs.field(default=1024 * 1024 * 1024)
 
     @max_in_flight.validator
     def _check_in_flight(self, attribute: attrs.Attribute[int], value: int) -> None:
@@ -165,9 +171,21 @@ def resolve_base_url(base_url: str | None) -> str:
     parts = urlsplit(url)
     if parts.path.endswith("/v1"):  # the path only: a host named v1 stays
         url = url[: -len("/v1")]
-        parts = urlsplit(url)
+    return _checked_root(url, "base_url")
+
+
+def resolve_files_base_url(files_base_url: str | None, base_url: str) -> str:
+    """The files API's root URL: ``files_base_url``, ``EVOLINK_FILES_BASE_URL``, EvoLink's files host when
+    ``base_url`` is EvoLink's, else ``base_url`` itself (a simulator or a proxy serves both)."""
+    fallback = DEFAULT_FILES_BASE_URL if base_url == DEFAULT_BASE_URL else base_url
+    url = (files_base_url or os.environ.get(ENV_FILES_BASE_URL) or fallback).rstrip("/")
+    return _checked_root(url, "files_base_url")
+
+
+def _checked_root(url: str, name: str) -> str:
+    parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"base_url must be an http(s) URL, got {url!r}")
+        raise ConfigurationError(f"{name} must be an http(s) URL, got {url!r}")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         # The key would cross the network in clear text.
         raise ConfigurationError(

@@ -9,8 +9,10 @@ Writing is the mirror image: ``unstructure(structure(x))`` gives back the API's 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -19,14 +21,37 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn
 
 from .errors import MalformedResponseError
-from .models import NOTHING_EXTRA, Cost, Credits, ImageRequest, Task, TaskError, TaskInfo, TaskStatus, Usage
+from .models import (
+    NOTHING_EXTRA,
+    AudioRequest,
+    Cost,
+    Credits,
+    FileInfo,
+    FilePage,
+    FileQuota,
+    ImageRequest,
+    Request,
+    ResultItem,
+    Task,
+    TaskError,
+    TaskInfo,
+    TaskStatus,
+    UploadedFile,
+    Usage,
+    VideoRequest,
+    is_local_source,
+)
 
 __all__ = (
     "batch_items",
+    "source_label",
     "converter",
     "make_converter",
     "request_to_wire",
     "structure_credits",
+    "structure_file_page",
+    "structure_quota",
+    "structure_uploaded",
     "structure_task",
     "task_to_wire",
 )
@@ -36,7 +61,20 @@ log = logging.getLogger("evolink_async")
 T = TypeVar("T")
 
 _TASK_KNOWN = frozenset(
-    {"id", "status", "progress", "model", "created", "object", "type", "task_info", "usage", "results", "error"}
+    {
+        "id",
+        "status",
+        "progress",
+        "model",
+        "created",
+        "object",
+        "type",
+        "task_info",
+        "usage",
+        "results",
+        "result_data",
+        "error",
+    }
 )
 _BIG = 10**300  # an int beyond a float's range is no count of anything
 _STATUSES = {status.value: status for status in TaskStatus}
@@ -130,6 +168,25 @@ def _results(data: Mapping[str, Any], task_id: str) -> tuple[str, ...]:
     raise MalformedResponseError(f"task results are not a list of URLs: {str(results)[:200]}", task_id=task_id)
 
 
+def _result_data(
+    hook: Callable[[Any, type], ResultItem], data: Mapping[str, Any], task_id: str
+) -> tuple[ResultItem, ...]:
+    items = data.get("result_data")
+    if items is None:
+        return ()
+    if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
+        # Never silently drop a result: a shape we cannot read is an error, not an empty list.
+        raise MalformedResponseError(f"task result_data is not a list of objects: {str(items)[:200]}", task_id=task_id)
+    return tuple(hook(_joined_tags(item), ResultItem) for item in items)
+
+
+def _joined_tags(item: Mapping[str, Any]) -> Mapping[str, Any]:
+    tags = item.get("tags")
+    if isinstance(tags, list) and all(isinstance(tag, str) for tag in tags):
+        return {**item, "tags": ", ".join(tags)}
+    return item
+
+
 # Parsed sub-objects by value: the task_info and usage of pending tasks repeat across a batch (and across its
 # reads), and these models are frozen, so thousands of tasks in flight share a few instances instead of
 # holding two each (less memory, and fewer objects for the garbage collector to walk).
@@ -154,7 +211,9 @@ def _shared_part(hook: Callable[[Any, type], Any], key: str, cls: type, value: A
     return shared
 
 
-def _structure_task(parts: Mapping[str, Callable[[Any, type], Any]], data: Any) -> Task:
+def _structure_task(
+    parts: Mapping[str, Callable[[Any, type], Any]], item_hook: Callable[[Any, type], ResultItem], data: Any
+) -> Task:
     """``parts``: the structure hook of each optional sub-object, looked up once (not per task)."""
     if not isinstance(data, Mapping):
         raise MalformedResponseError(f"expected a task object, got {type(data).__name__}")
@@ -179,6 +238,11 @@ def _structure_task(parts: Mapping[str, Callable[[Any, type], Any]], data: Any) 
             log.debug("task %s: could not read %s (%s); kept in Task.extra", task_id, key, exc)
             extra = {**(extra or {}), key: value}
     created = _lenient_float(data.get("created"))
+    results = _results(data, task_id)
+    result_data = _result_data(item_hook, data, task_id) if "result_data" in data else ()
+    if not results and result_data:
+        # An audio task lists its files only in result_data: they are its results all the same.
+        results = tuple(item.url for item in result_data if item.url)
     return Task(
         id=task_id,
         status=status,
@@ -188,7 +252,8 @@ def _structure_task(parts: Mapping[str, Callable[[Any, type], Any]], data: Any) 
         created=int(created) if created is not None else None,
         object=_lenient_str(data.get("object")),
         type=_lenient_str(data.get("type")),
-        results=_results(data, task_id),
+        results=results,
+        result_data=result_data,
         extra=NOTHING_EXTRA if extra is None else extra,
         **parsed,
     )
@@ -215,18 +280,38 @@ def _structure_credits(data: Any, _: type) -> Credits:
 # -- unstructure hooks -------------------------------------------------------------------------------------
 
 
-def _unstructure_request(req: ImageRequest) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": req.model, "prompt": req.prompt}
-    if req.size is not None:
-        body["size"] = req.size
-    if req.quality is not None:
-        body["quality"] = req.quality
-    if req.image_urls:
-        body["image_urls"] = list(req.image_urls)
-    if req.callback_url is not None:
-        body["callback_url"] = req.callback_url
-    if req.model_params is not None:
-        body["model_params"] = dict(req.model_params)
+def source_label(item: Any) -> str:
+    """An ``image_urls`` item as text: a URL as it is; a local file as what identifies it (a batch journal's
+    fingerprint). Local files never reach a create: the engine uploads them and sends their URLs."""
+    if not is_local_source(item):
+        return str(item)
+    if isinstance(item, os.PathLike):
+        return f"file:{os.path.abspath(os.fspath(item))}"
+    if isinstance(item, (bytes, bytearray)):
+        return f"bytes:sha256:{hashlib.sha256(item).hexdigest()}"
+    return f"file-object:{getattr(item, 'name', id(item))}"
+
+
+# The body fields of each request class, in order, looked up once (not per create of a large batch).
+_REQUEST_FIELDS = {
+    cls: tuple(f.name for f in attrs.fields(cls) if f.name != "extra")
+    for cls in (ImageRequest, VideoRequest, AudioRequest)
+}
+
+
+def _unstructure_request(req: Request) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for name in _REQUEST_FIELDS[type(req)]:
+        value = getattr(req, name)
+        if value is None:
+            continue
+        if name == "image_urls":
+            if not value:
+                continue
+            value = [source_label(item) for item in value]
+        elif name == "model_params":
+            value = dict(value)
+        body[name] = value
     body.update(req.extra)
     return body
 
@@ -254,6 +339,8 @@ def _unstructure_task(task: Task) -> dict[str, Any]:
             body[key] = _unstructure_with_extra(part)
     if task.results:
         body["results"] = list(task.results)
+    if task.result_data:
+        body["result_data"] = [_unstructure_with_extra(item) for item in task.result_data]
     return body
 
 
@@ -266,10 +353,13 @@ def make_converter() -> cattrs.Converter:
     for cls in (TaskInfo, Cost, Usage):
         conv.register_structure_hook(cls, _with_extra(conv, cls))
     conv.register_structure_hook(TaskError, _structure_error)
+    conv.register_structure_hook(ResultItem, _with_extra(conv, ResultItem))
     parts = {key: conv.get_structure_hook(cls) for key, cls in _OPTIONAL_OBJECTS}
-    conv.register_structure_hook(Task, lambda data, _: _structure_task(parts, data))
+    item_hook = conv.get_structure_hook(ResultItem)
+    conv.register_structure_hook(Task, lambda data, _: _structure_task(parts, item_hook, data))
     conv.register_structure_hook(Credits, _structure_credits)
-    conv.register_unstructure_hook(ImageRequest, _unstructure_request)
+    for request_cls in _REQUEST_FIELDS:
+        conv.register_unstructure_hook(request_cls, _unstructure_request)
     conv.register_unstructure_hook(Task, _unstructure_task)
     return conv
 
@@ -301,6 +391,78 @@ def structure_credits(data: Any, *, request_id: str | None = None) -> Credits:
         raise
 
 
+def _lenient_int(value: Any) -> int | None:
+    number = _lenient_float(value)
+    return None if number is None else int(number)
+
+
+def _renamed(data: Mapping[str, Any], names: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(fields by our names, the keys we do not know) of a files-API object whose keys ``names`` maps."""
+    fields = {ours: data.get(theirs) for theirs, ours in names.items()}
+    return fields, {k: v for k, v in data.items() if k not in names}
+
+
+_UPLOADED_NAMES = {
+    "file_id": "id",
+    "file_url": "url",
+    "download_url": "download_url",
+    "file_name": "name",
+    "original_name": "original_name",
+    "file_size": "size",
+    "mime_type": "mime_type",
+    "upload_path": "upload_path",
+    "upload_time": "uploaded_at",
+    "expires_at": "expires_at",
+}
+
+
+def structure_uploaded(data: Any) -> UploadedFile:
+    """An ``UploadedFile`` from the ``data`` of an upload answer; it must have an id and a URL."""
+    if not isinstance(data, Mapping):
+        raise MalformedResponseError(f"upload answer has no 'data' object: {str(data)[:200]}")
+    fields, extra = _renamed(data, _UPLOADED_NAMES)
+    if not isinstance(fields["id"], str) or not isinstance(fields["url"], str) or not fields["url"]:
+        raise MalformedResponseError(f"upload answer has no file_id and file_url: {str(data)[:200]}")
+    texts = {k: _lenient_str(v) for k, v in fields.items() if k != "size"}
+    return UploadedFile(**texts, size=_lenient_int(fields["size"]), extra=extra)  # type: ignore[arg-type]
+
+
+def structure_file_page(data: Any) -> FilePage:
+    """A ``FilePage`` from the ``data`` of a list answer."""
+    files = data.get("files") if isinstance(data, Mapping) else None
+    if not isinstance(files, list):
+        raise MalformedResponseError(f"file list answer has no 'files' list: {str(data)[:200]}")
+    infos = []
+    for item in files:
+        if not isinstance(item, Mapping) or not isinstance(item.get("file_id"), str):
+            raise MalformedResponseError(f"file list item has no file_id: {str(item)[:200]}")
+        fields, extra = _renamed(
+            item, {"file_id": "id", "file_name": "name", "file_size": "size", "upload_time": "uploaded_at"}
+        )
+        infos.append(
+            FileInfo(
+                id=fields["id"],
+                name=_lenient_str(fields["name"]),
+                size=_lenient_int(fields["size"]),
+                uploaded_at=_lenient_str(fields["uploaded_at"]),
+                extra=extra,
+            )
+        )
+    return FilePage(total=_lenient_int(data.get("total")), files=tuple(infos))
+
+
+def structure_quota(data: Any) -> FileQuota:
+    """A ``FileQuota`` from the ``data`` of a quota answer."""
+    if not isinstance(data, Mapping):
+        raise MalformedResponseError(f"quota answer has no 'data' object: {str(data)[:200]}")
+    counts = ("used_files", "max_files", "remain_files")
+    return FileQuota(
+        **{k: _lenient_int(data.get(k)) for k in counts},
+        user_group=_lenient_str(data.get("user_group")),
+        extra={k: v for k, v in data.items() if k not in (*counts, "user_group")},
+    )
+
+
 def batch_items(data: Any, *, request_id: str | None = None) -> list[Any]:
     """The raw task objects of a ``/v1/tasks/batch`` answer (``{"data": [...]}``), to be read one by one."""
     items = data.get("data") if isinstance(data, Mapping) else None
@@ -309,8 +471,8 @@ def batch_items(data: Any, *, request_id: str | None = None) -> list[Any]:
     return items
 
 
-def request_to_wire(req: ImageRequest) -> dict[str, Any]:
-    """The JSON body of ``POST /v1/images/generations`` for ``req``."""
+def request_to_wire(req: Request) -> dict[str, Any]:
+    """The JSON body of the create of ``req`` (at ``req.endpoint``); local files appear as their labels."""
     body: dict[str, Any] = converter.unstructure(req)
     return body
 

@@ -1,4 +1,4 @@
-"""Streaming, atomic downloads of result images — never with the API key.
+"""Streaming, atomic downloads of result files (images, videos, audio) — never with the API key.
 
 Results live on a separate, unauthenticated host (``files.evolink.ai``). Downloads therefore use their own
 session with no ``Authorization`` header at all and their own connection limit, so that a batch's downloads
@@ -31,6 +31,19 @@ _EXTENSIONS = {
     "image/jpg": ".jpg",
     "image/webp": ".webp",
     "image/gif": ".gif",
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "video/quicktime": ".mov",
+    "audio/mpeg": ".mp3",
+    "audio/mp3": ".mp3",
+    "audio/wav": ".wav",
+    "audio/x-wav": ".wav",
+    "audio/wave": ".wav",
+    "audio/mp4": ".m4a",
+    "audio/x-m4a": ".m4a",
+    "audio/aac": ".aac",
+    "audio/ogg": ".ogg",
+    "audio/flac": ".flac",
 }
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _CHUNK = 64 * 1024
@@ -136,7 +149,9 @@ class Downloader:
                 content_type = resp.content_type.lower()
                 ext = _EXTENSIONS.get(content_type)
                 if ext is None:
-                    raise errors.DownloadError(f"result is {content_type!r}, not an image", url=url)
+                    raise errors.DownloadError(
+                        f"result is {content_type!r}, not an image, video or audio file", url=url
+                    )
                 if resp.content_length is not None and resp.content_length > self.max_bytes:
                     raise errors.DownloadError(
                         f"result is {resp.content_length} bytes, over the {self.max_bytes}-byte cap",

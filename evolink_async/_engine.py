@@ -2,7 +2,8 @@
 
     engine.run(request, key)
       ├─► in-flight slot            (held from create until the task is seen final)
-      ├─► create                    api.create: pace, Idempotency-Key, retries only with the key
+      ├─► upload local files        files.resolve: image_urls that are paths or bytes become URLs (once each)
+      ├─► create                    api.create at the request's endpoint: pace, Idempotency-Key, retries with it
       ├─► register with the poller  one shared loop; callbacks may confirm sooner (the registry)
       ├─► wait                      on an event the poller sets; errors get the task id (task_context)
       └─► final Task                failure_of(task) maps a final status to its exception, here only
@@ -28,9 +29,10 @@ from ._api import API
 from ._callbacks import CallbackRegistry
 from ._config import Limits, PollPolicy, Timeouts
 from ._converter import request_to_wire
+from ._files import Files
 from ._poller import Follower, OnFinal, Poller, Watch
 from ._slots import Slot
-from .models import ImageRequest, Task, TaskStatus
+from .models import Request, Task, TaskStatus
 
 __all__ = ("Engine", "Launched", "OnCreated", "OnUpdate", "failure_of")
 
@@ -41,7 +43,6 @@ OnUpdate = Callable[[Task], "Awaitable[None] | None"]
 #: Called once a create has answered, before the wait (the batch layer records the task id there).
 OnCreated = Callable[[Task], Awaitable[None]]
 
-_IMAGES_PATH = "/v1/images/generations"
 # A wait without a timeout needs no cancel scope (one per wait adds up over a large batch).
 _NO_SCOPE: contextlib.nullcontext[None] = contextlib.nullcontext()
 
@@ -59,9 +60,17 @@ class Engine:
     """The path of every task of one client, and the client's background work."""
 
     def __init__(
-        self, api: API, *, poll: PollPolicy, timeouts: Timeouts, limits: Limits, callback_url: str | None
+        self,
+        api: API,
+        files: Files,
+        *,
+        poll: PollPolicy,
+        timeouts: Timeouts,
+        limits: Limits,
+        callback_url: str | None,
     ) -> None:
         self.api = api
+        self.files = files
         self.limits = limits
         self.callback_url = callback_url
         self.callback_registry = CallbackRegistry(read=self.read, is_waited_on=self._is_waited_on, spawn=self.spawn)
@@ -126,15 +135,17 @@ class Engine:
 
     # -- one call each -----------------------------------------------------------------------------
 
-    async def create(self, request: ImageRequest, key: str) -> Task:
-        """Create the task; the client's callback URL goes along unless the request has its own."""
+    async def create(self, request: Request, key: str) -> Task:
+        """Create the task (its local files uploaded first); the client's callback URL goes along unless the
+        request has its own."""
         self.check_open()
+        request = await self.files.resolve(request)
         body = request_to_wire(request)
         # The client's callback URL was checked when the client was made (it may be a local test URL).
         with_callback = self.callback_url is not None and request.callback_url is None
         if with_callback:
             body["callback_url"] = self.callback_url
-        created = await self.api.create(_IMAGES_PATH, body, key)
+        created = await self.api.create(request.endpoint, body, key)
         if with_callback:
             self.callback_registry.expect(created.task.id)
         if created.replayed:
@@ -209,7 +220,7 @@ class Engine:
 
     async def run(
         self,
-        request: ImageRequest,
+        request: Request,
         *,
         key: str,
         task_id: str | None = None,
@@ -226,7 +237,7 @@ class Engine:
 
     async def launch(
         self,
-        request: ImageRequest,
+        request: Request,
         on_final: OnFinal,
         *,
         key: str,
@@ -252,7 +263,7 @@ class Engine:
         return launched
 
     async def _create_unless_known(
-        self, request: ImageRequest, key: str, task_id: str | None, on_created: OnCreated | None
+        self, request: Request, key: str, task_id: str | None, on_created: OnCreated | None
     ) -> tuple[str, Task | None, float | None]:
         """Create the task, unless ``task_id`` resumes one: (task id, the created task, when it was sent)."""
         if task_id is not None:

@@ -28,7 +28,7 @@ from . import errors
 from ._api import API
 from ._callbacks import CallbackRegistry
 from ._config import PollPolicy, Timeouts
-from ._schedule import next_delay, safety_net_delay
+from ._schedule import estimate_of, next_delay, safety_net_delay
 from ._slots import Slot
 from .models import Task
 
@@ -237,8 +237,8 @@ class Poller:
             if task is None:
                 self._schedule_first(w, now)  # nothing known about it: read it now
             elif not task.is_final:
-                estimate = task.estimated_time
-                if estimate is None or estimate < 0:
+                estimate = estimate_of(self.policy, task)
+                if estimate is None:
                     estimate = self.policy.default_estimate
                 # Read at once a task object from long ago (it says little about now), and a task the
                 # server expects to finish at once (estimated_time 0); later reads keep min_interval.
@@ -307,7 +307,7 @@ class Poller:
 
     def _delay(self, w: Watch, now: float) -> float:
         task = w.task
-        estimated = task.estimated_time if task is not None else None
+        estimated = estimate_of(self.policy, task)
         if w.callback:
             delay = safety_net_delay(self.policy, elapsed=now - w.started, estimated=estimated)
         else:

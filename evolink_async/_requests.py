@@ -1,4 +1,4 @@
-"""Building requests: ImageRequest from a prompt and keywords, Idempotency-Keys, checks of call options."""
+"""Building requests: a request from a prompt and keywords, Idempotency-Keys, checks of call options."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from . import errors
-from .models import ImageRequest
+from .models import REQUEST_KINDS, ImageRequest, Request
 
 __all__ = (
     "BATCH_OPTIONS",
@@ -22,6 +22,7 @@ __all__ = (
     "check_field_names",
     "check_idempotency_key",
     "check_timeout",
+    "request_fields",
     "new_idempotency_key",
 )
 
@@ -47,6 +48,10 @@ def check_idempotency_key(key: str) -> str:
 
 
 _REQUEST_FIELDS = frozenset(f.name for f in attrs.fields(ImageRequest))
+_FIELDS_OF: dict[type, frozenset[str]] = {
+    cls: frozenset(f.name for f in attrs.fields(cls)) for cls in REQUEST_KINDS.values()
+}
+_REQUEST_TYPES = tuple(REQUEST_KINDS.values())
 
 
 #: The options of each call (not request fields): a typo of one is named as such.
@@ -55,15 +60,17 @@ GENERATE_OPTIONS = frozenset({"idempotency_key", "timeout", "on_update"})
 BATCH_OPTIONS = frozenset({"max_in_flight", "budget", "cost_per_task", "download_to", "journal", "timeout"})
 
 
-def check_field_names(fields: Mapping[str, Any], *, options: frozenset[str] = frozenset()) -> None:
-    """Keyword fields must be ImageRequest fields: a typo (``sise=``) fails here instead of being sent.
+def check_field_names(
+    fields: Mapping[str, Any], *, options: frozenset[str] = frozenset(), known: frozenset[str] = _REQUEST_FIELDS
+) -> None:
+    """Keyword fields must be request fields (``known``): a typo (``sise=``) fails here instead of being sent.
 
     ``options``: the call's own option names, so that a misspelled option is suggested as that option.
     """
     for name in fields:
-        if name in _REQUEST_FIELDS:
+        if name in known:
             continue
-        close = difflib.get_close_matches(name, sorted(_REQUEST_FIELDS | options), n=1)
+        close = difflib.get_close_matches(name, sorted(known | options), n=1)
         if close and close[0] in options:
             raise errors.ValidationError(name, f"is not an option of this call (did you mean {close[0]!r}?)")
         hint = f"did you mean {close[0]!r}? " if close else ""
@@ -72,12 +79,17 @@ def check_field_names(fields: Mapping[str, Any], *, options: frozenset[str] = fr
         )
 
 
+def request_fields(kind: type[Request]) -> frozenset[str]:
+    """The field names of a request class."""
+    return _FIELDS_OF[kind]
+
+
 def check_timeout(timeout: float | None) -> None:
     if timeout is not None and not timeout > 0:
         raise errors.ValidationError("timeout", f"must be > 0 seconds or None, got {timeout!r}")
 
 
-def _pick_request(request: ImageRequest | str | None, prompt: str | None) -> ImageRequest | str:
+def _pick_request(request: Request | str | None, prompt: str | None) -> Request | str:
     """The request of a call that takes it positionally or as ``prompt=`` (the openai habit), not both."""
     if request is not None and prompt is not None:
         raise errors.ValidationError("prompt", "given twice: pass the prompt positionally or as prompt=, not both")
@@ -88,30 +100,36 @@ def _pick_request(request: ImageRequest | str | None, prompt: str | None) -> Ima
 
 
 def build_request(
-    request: ImageRequest | str | None,
+    request: Request | str | None,
     fields: Mapping[str, Any],
     *,
     strict: bool = True,
     prompt: str | None = None,
     options: frozenset[str] = frozenset(),
-) -> ImageRequest:
-    """An ImageRequest from a prompt or request (or ``prompt=``) plus fields.
+    kind: type[Request] = ImageRequest,
+) -> Request:
+    """A request from a prompt or request (or ``prompt=``) plus fields; a prompt makes a ``kind`` request.
 
     ``strict`` (keyword arguments): unknown names are an error. Not strict (a JSON object of request fields,
     e.g. a line of a batch file): unknown names are body fields the SDK does not know, sent as ``extra``.
     """
     request = _pick_request(request, prompt)
-    if not isinstance(request, (ImageRequest, str)):
+    if not isinstance(request, (str, *_REQUEST_TYPES)):
         raise errors.ValidationError(
-            "request", f"must be a prompt string or an ImageRequest, got {type(request).__name__}"
+            "request",
+            f"must be a prompt string or an ImageRequest, VideoRequest or AudioRequest, got {type(request).__name__}",
         )
+    cls = kind if isinstance(request, str) else type(request)
+    known = _FIELDS_OF[cls]
     if strict:
-        check_field_names(fields, options=options)
-    base = {k: v for k, v in fields.items() if k in _REQUEST_FIELDS}
-    unknown = {k: v for k, v in fields.items() if k not in _REQUEST_FIELDS}
+        check_field_names(fields, options=options, known=known)
+    base = {k: v for k, v in fields.items() if k in known}
+    unknown = {k: v for k, v in fields.items() if k not in known}
     if unknown:
-        previous = base.get("extra", request.extra if isinstance(request, ImageRequest) else {})
+        previous = base.get("extra", request.extra if not isinstance(request, str) else {})
         base["extra"] = {**dict(previous or {}), **unknown}
-    if isinstance(request, ImageRequest):
-        return attrs.evolve(request, **base) if base else request
-    return ImageRequest(request, **base)
+    if isinstance(request, str):
+        if cls is not ImageRequest and "model" not in base:
+            raise errors.ValidationError("model", f"is required for a {cls.kind} request (prices differ by model)")
+        return cls(request, **base)
+    return attrs.evolve(request, **base) if base else request

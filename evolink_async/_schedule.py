@@ -6,8 +6,23 @@ import random
 from collections.abc import Callable
 
 from ._config import PollPolicy
+from .models import Task
 
-__all__ = ("next_delay", "safety_net_delay")
+__all__ = ("estimate_of", "next_delay", "safety_net_delay")
+
+
+def estimate_of(policy: PollPolicy, task: Task | None) -> float | None:
+    """The task's own ``estimated_time``, else the policy's estimate for its kind (None: the default one)."""
+    if task is None:
+        return None
+    if task.estimated_time is not None and task.estimated_time >= 0:
+        return task.estimated_time
+    kind = task.type or (task.object or "").split(".")[0]
+    if kind == "video":
+        return policy.video_estimate
+    if kind == "audio":
+        return policy.audio_estimate
+    return None
 
 
 def next_delay(

@@ -144,16 +144,21 @@ class Transport:
         path: str,
         *,
         body: bytes | None = None,
+        form: aiohttp.FormData | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> Response:
-        """Send one request (no retry, no pacing); return the decoded 2xx answer or raise its mapped error."""
+        """Send one request (no retry, no pacing); return the decoded 2xx answer or raise its mapped error.
+
+        ``body`` is JSON; ``form`` a multipart form (streamed; aiohttp writes its content type and boundary).
+        """
         if not path.startswith("/") or path.startswith("//"):
             # Only a path joins the base URL, so the key goes to the API's own origin and nowhere else.
             raise errors.ConfigurationError(f"refusing to send the API key with path {path[:50]!r}")
         if self.closed:
             raise errors.ClientStateError("this client is closed; create a new AsyncClient")
         headers = self._json_headers if body is not None else self._headers
+        data: bytes | aiohttp.FormData | None = body if form is None else form
         if idempotency_key is not None:
             headers = {**headers, "Idempotency-Key": idempotency_key}
         client_timeout = self._client_timeout(timeout if timeout is not None else self.timeouts.request)
@@ -161,7 +166,7 @@ class Transport:
         failure: errors.APIConnectionError | None = None
         try:
             async with self._get_session().request(
-                method, self.base_url + path, data=body, headers=headers, timeout=client_timeout, allow_redirects=False
+                method, self.base_url + path, data=data, headers=headers, timeout=client_timeout, allow_redirects=False
             ) as resp:
                 raw = await resp.read()
                 status = resp.status

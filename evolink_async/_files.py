@@ -1,0 +1,308 @@
+"""EvoLink's files API: local files in, URLs out — and the local files of requests, uploaded before a create.
+
+Uploads go to the files host (``files_base_url``) with the key, through their own transport, and are retried on
+transient errors with one Idempotency-Key per upload. The same content is uploaded once per client (by its
+SHA-256) while its file has not expired. A failure answered as HTTP 200 with ``success: false`` is an error
+here, never a file without a URL.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, cast
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+import anyio
+import attrs
+
+from . import errors
+from ._config import RetryPolicy
+from ._converter import structure_file_page, structure_quota, structure_uploaded
+from ._requests import new_idempotency_key
+from ._retry import retrying
+from ._transport import Response, Transport, error_from_response
+from .models import (
+    FilePage,
+    FileQuota,
+    ImageSource,
+    Request,
+    UploadedFile,
+    is_local_source,
+    sniff_image_type,
+)
+
+__all__ = ("Files", "LocalFile")
+
+_HEAD = 16
+_CHUNK = 256 * 1024
+_UPLOAD_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
+_REFERENCE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
+_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
+# An uploaded file lives 72 h; one that expires within this margin is uploaded again rather than reused.
+_REUSE_MARGIN = 3600.0
+
+
+@attrs.frozen
+class LocalFile:
+    """A local source read far enough to upload it: its hash, type, size and how to open it per attempt."""
+
+    digest: str
+    mime_type: str
+    size: int
+    name: str
+    open: Callable[[], IO[bytes] | io.BufferedIOBase]
+
+
+def _read_path(path: Path) -> tuple[str, bytes, int]:
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            head = head or chunk[:_HEAD]
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), head, size
+
+
+def _read_file_object(fh: IO[bytes]) -> tuple[str, bytes, int, int]:
+    start = fh.tell()
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    while chunk := fh.read(_CHUNK):
+        if not isinstance(chunk, bytes):
+            raise errors.ValidationError("file", "is a text file object: open the image in binary mode ('rb')")
+        head = head or chunk[:_HEAD]
+        digest.update(chunk)
+        size += len(chunk)
+    fh.seek(start)
+    return digest.hexdigest(), head, size, start
+
+
+def _describe(source: Any) -> tuple[str, bytes, int, str, Callable[[], IO[bytes] | io.BufferedIOBase]]:
+    """(digest, head, size, name, opener) of a path, bytes or file object; blocking (run in a thread)."""
+    if isinstance(source, os.PathLike):
+        path = Path(source)
+        if not path.is_file():
+            raise errors.ValidationError("file", f"{str(path)!r} does not exist or is not a file")
+        digest, head, size = _read_path(path)
+        return digest, head, size, path.name, lambda: path.open("rb")
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+        return hashlib.sha256(data).hexdigest(), data[:_HEAD], len(data), "", lambda: io.BytesIO(data)
+    if isinstance(source, io.TextIOBase) or not hasattr(source, "read"):
+        raise errors.ValidationError(
+            "file", f"must be a path, bytes or a binary file object, got {type(source).__name__}"
+        )
+    if source.seekable():
+        digest, head, size, start = _read_file_object(source)
+
+        def reopen() -> io.BufferedIOBase:
+            source.seek(start)
+            return _Unclosed(source)
+
+        return digest, head, size, os.path.basename(getattr(source, "name", "") or ""), reopen
+    data = source.read()  # not seekable: read once, so that a retry can send it again
+    if not isinstance(data, bytes):
+        raise errors.ValidationError("file", "is a text file object: open the image in binary mode ('rb')")
+    return _describe(data)
+
+
+class _Unclosed(io.BufferedIOBase):
+    """The caller's file object, lent to an upload: reading goes through, closing does not (it is theirs)."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._inner.read(-1 if size is None else size)
+
+    def readable(self) -> bool:
+        return True
+
+
+def read_local(
+    source: ImageSource, *, types: frozenset[str] = _UPLOAD_TYPES, max_bytes: int | None = None
+) -> LocalFile:
+    """Hash and check a local source (blocking): an image of an accepted type, within ``max_bytes``."""
+    digest, head, size, name, opener = _describe(source)
+    mime = sniff_image_type(head)
+    if mime not in types:
+        kinds = ", ".join(sorted(t.split("/")[1] for t in types))
+        raise errors.ValidationError("file", f"{name or 'the data'} is not an image of type {kinds}")
+    if max_bytes is not None and size > max_bytes:
+        raise errors.ValidationError("file", f"{name or 'the data'} is {size} bytes; at most {max_bytes} are accepted")
+    stem = Path(name).stem if name else f"upload-{digest[:12]}"
+    return LocalFile(digest=digest, mime_type=mime, size=size, name=stem + _EXTENSIONS[mime], open=opener)
+
+
+def _expires(uploaded: UploadedFile) -> float | None:
+    if uploaded.expires_at is None:
+        return None
+    try:
+        return datetime.fromisoformat(uploaded.expires_at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+class Files:
+    """The files API of one key (``client.files``): upload, quota, list, delete."""
+
+    def __init__(self, transport: Transport, retry: RetryPolicy) -> None:
+        self.transport = transport
+        self.retry = retry
+        self._uploaded: dict[str, UploadedFile] = {}
+        self._uploading: dict[str, anyio.Event] = {}
+
+    def __repr__(self) -> str:
+        return f"<Files {self.transport.base_url} uploaded={len(self._uploaded)}>"
+
+    async def _request(
+        self, method: str, path: str, *, body: Any = None, form: Callable[[], aiohttp.FormData] | None = None
+    ) -> Any:
+        """One call, retried on transient errors; the ``data`` of a ``success: true`` envelope."""
+        data = json.dumps(body).encode() if body is not None else None
+        key = new_idempotency_key() if method == "POST" else None
+
+        async def attempt() -> Any:
+            resp = await self.transport.send(
+                method, path, body=data, form=form() if form is not None else None, idempotency_key=key
+            )
+            return _unwrap(resp)
+
+        return await retrying(self.retry, attempt, _decide, what=f"files API {method} {path}")
+
+    async def upload(
+        self, source: ImageSource, *, file_name: str | None = None, upload_path: str | None = None
+    ) -> UploadedFile:
+        """Upload a path, bytes or binary file object (streamed), or re-host an http(s) URL; return the file."""
+        if isinstance(source, str):
+            return await self._upload_url(source, file_name, upload_path)
+        local = await anyio.to_thread.run_sync(read_local, source)
+        return await self._upload_once(local, file_name, upload_path)
+
+    async def _upload_url(self, url: str, file_name: str | None, upload_path: str | None) -> UploadedFile:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise errors.ValidationError(
+                "source",
+                f"a string must be an http(s) URL to re-host (pass a pathlib.Path for a local file): {url[:100]!r}",
+            )
+        body = {"file_url": url, **_options(file_name, upload_path)}
+        return structure_uploaded(await self._request("POST", "/api/v1/files/upload/url", body=body))
+
+    async def _upload_once(self, local: LocalFile, file_name: str | None, upload_path: str | None) -> UploadedFile:
+        """The upload of this content, or the one this client already made (or is making) of it."""
+        while (pending := self._uploading.get(local.digest)) is not None:
+            await pending.wait()
+        known = self._uploaded.get(local.digest)
+        expires = _expires(known) if known is not None else None
+        if known is not None and (expires is None or expires - time.time() > _REUSE_MARGIN):
+            return known
+        self._uploading[local.digest] = done = anyio.Event()
+        try:
+            uploaded = await self._stream(local, file_name, upload_path)
+            self._uploaded[local.digest] = uploaded
+            return uploaded
+        finally:
+            del self._uploading[local.digest]
+            done.set()
+
+    async def _stream(self, local: LocalFile, file_name: str | None, upload_path: str | None) -> UploadedFile:
+        opened: list[IO[bytes] | io.BufferedIOBase] = []
+
+        def form() -> aiohttp.FormData:
+            fh = local.open()
+            opened.append(fh)
+            data = aiohttp.FormData()
+            data.add_field("file", fh, filename=file_name or local.name, content_type=local.mime_type)
+            for name, value in _options(file_name, upload_path).items():
+                data.add_field(name, value)
+            return data
+
+        try:
+            return structure_uploaded(await self._request("POST", "/api/v1/files/upload/stream", form=form))
+        finally:
+            for fh in opened:
+                fh.close()
+
+    async def resolve(self, request: Request) -> Request:
+        """``request`` with every local ``image_urls`` item uploaded and replaced by its URL."""
+        sources = getattr(request, "image_urls", ())
+        if not any(is_local_source(item) for item in sources):
+            return request
+        max_bytes = getattr(request, "_max_image_bytes", None)
+        urls: list[ImageSource] = []
+        for index, item in enumerate(sources):
+            if not is_local_source(item):
+                urls.append(item)
+                continue
+            try:
+                read = functools.partial(read_local, item, types=_REFERENCE_TYPES, max_bytes=max_bytes)
+                local = await anyio.to_thread.run_sync(read)
+            except errors.ValidationError as exc:
+                raise errors.ValidationError(f"image_urls[{index}]", exc.message) from None
+            urls.append((await self._upload_once(local, None, None)).url)
+        resolved: Request = attrs.evolve(cast(Any, request), image_urls=tuple(urls))
+        return resolved
+
+    async def quota(self) -> FileQuota:
+        """The account's file quota (``GET /api/v1/files/quota``)."""
+        return structure_quota(await self._request("GET", "/api/v1/files/quota"))
+
+    async def list(self, *, page: int = 1, page_size: int = 20) -> FilePage:
+        """One page of the account's files (``GET /api/v1/files/list``)."""
+        for name, value in (("page", page), ("page_size", page_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise errors.ValidationError(name, f"must be a positive int, got {value!r}")
+        data = await self._request("GET", f"/api/v1/files/list?page={page}&pageSize={page_size}")
+        return structure_file_page(data)
+
+    async def delete(self, file: UploadedFile | str) -> None:
+        """Delete a file (``DELETE /api/v1/files/{id}``); it is forgotten by this client's upload cache too."""
+        file_id = file.id if isinstance(file, UploadedFile) else file
+        if not isinstance(file_id, str) or not file_id:
+            raise errors.ValidationError("file", f"must be an UploadedFile or a file id, got {file_id!r}")
+        await self._request("DELETE", f"/api/v1/files/{quote(file_id, safe='')}")
+        for digest, uploaded in list(self._uploaded.items()):
+            if uploaded.id == file_id:
+                del self._uploaded[digest]
+
+
+def _options(file_name: str | None, upload_path: str | None) -> dict[str, str]:
+    options = {"file_name": file_name, "upload_path": upload_path}
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _unwrap(resp: Response) -> Any:
+    """The ``data`` of ``{success, code, msg, data}``; ``success: false`` (even under HTTP 200) is an error."""
+    payload = resp.data
+    if not isinstance(payload, dict) or "success" not in payload:
+        raise errors.MalformedResponseError(
+            f"files API answer is not a {{success, code, msg, data}} envelope: {str(payload)[:200]}",
+            request_id=resp.request_id,
+        )
+    if payload.get("success") is True:
+        return payload.get("data")
+    code = payload.get("code")
+    status = code if isinstance(code, int) and 400 <= code < 600 else 400
+    msg = payload.get("msg") or payload.get("message") or "no message"
+    refusal = {**payload, "msg": f"files API refused (success: false under HTTP {resp.status}): {msg}"}
+    raise error_from_response(status, resp.headers, json.dumps(refusal).encode())
+
+
+def _decide(exc: Exception) -> bool | float:
+    if isinstance(exc, errors.RateLimitError) and exc.retry_after is not None:
+        return exc.retry_after
+    return isinstance(exc, (errors.RateLimitError, errors.ServerError, errors.APIConnectionError))
