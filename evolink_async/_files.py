@@ -305,4 +305,7 @@ def _unwrap(resp: Response) -> Any:
 def _decide(exc: Exception) -> bool | float:
     if isinstance(exc, errors.RateLimitError) and exc.retry_after is not None:
         return exc.retry_after
-    return isinstance(exc, (errors.RateLimitError, errors.ServerError, errors.APIConnectionError))
+    # A garbled answer is retried too: at worst a file is stored twice (a quota slot, never credits).
+    return isinstance(
+        exc, (errors.RateLimitError, errors.ServerError, errors.APIConnectionError, errors.MalformedResponseError)
+    )

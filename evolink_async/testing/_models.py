@@ -27,16 +27,16 @@ __all__ = (
 
 Outcome = Literal["completed", "failed", "cancelled", "never"]
 FaultKind = Literal["status", "html", "drop", "drop_after_create", "slow", "malformed", "truncated"]
-FaultRoute = Literal["create", "read", "batch", "list", "credits", "files", "callback", "any"]
+FaultRoute = Literal["create", "read", "batch", "list", "credits", "files", "uploads", "callback", "any"]
 
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 _OUTCOMES = ("completed", "failed", "cancelled", "never")
 _FAULT_KINDS = ("status", "html", "drop", "drop_after_create", "slow", "malformed", "truncated")
-_FAULT_ROUTES = ("create", "read", "batch", "list", "credits", "files", "callback", "any")
+_FAULT_ROUTES = ("create", "read", "batch", "list", "credits", "files", "uploads", "callback", "any")
 _CALLBACK_FAULT_KINDS = ("drop", "slow")
 #: Routes that are not ``/v1`` endpoints, so ``route="any"`` does not reach them.
-_NOT_ANY = ("files", "callback")
+_NOT_ANY = ("files", "uploads", "callback")
 
 #: Exchange rates used for ``usage.cost`` of completed tasks (made up; EvoLink does not publish them).
 USD_PER_CREDIT = 0.1
@@ -102,7 +102,8 @@ class Fault:
     (result files) sends the headers of the whole file, half of its bytes, and closes the connection.
     A non-zero ``delay`` also delays every other kind. ``times`` is how many matching requests it hits.
     Route ``any`` matches every ``/v1`` endpoint but not result-file downloads (``files``, another host
-    at EvoLink) nor callback deliveries.
+    at EvoLink), the files API (``uploads``: upload, list, quota, delete; another host too) nor callback
+    deliveries.
 
     Route ``callback`` hits the simulator's own outgoing callback delivery attempts (only kinds ``drop``
     and ``slow``): ``drop`` makes the attempt fail without sending anything (counted as a failed attempt and
@@ -189,6 +190,8 @@ class SimStats:
     list_requests: int = 0
     credits_requests: int = 0
     file_requests: int = 0
+    #: Requests to the files API (uploads, list, quota, delete).
+    upload_requests: int = 0
     reads: Counter[str] = attrs.field(factory=Counter)
     rate_limited: int = 0
     auth_failures: int = 0
@@ -226,6 +229,8 @@ class SimTask:
     finish_at: float
     cost: float
     idempotency_key: str | None = None
+    #: ``image``, ``video`` or ``audio``: the endpoint it was created at.
+    kind: str = "image"
     forced: bool = False
     #: Set by the simulator once the final state is settled (billing refunded or kept).
     settled: bool = False
@@ -274,7 +279,28 @@ class SimTask:
         return progress
 
     def result_urls(self, files_base: str) -> list[str]:
-        return [f"{files_base}/files/{self.id}/{n}.png" for n in range(self.plan.num_results)]
+        ext = {"video": "mp4", "audio": "mp3"}.get(self.kind, "png")
+        return [f"{files_base}/files/{self.id}/{n}.{ext}" for n in range(self.plan.num_results)]
+
+    def _results(self, obj: dict[str, Any], files_base: str) -> None:
+        """Result links of a completed task: ``results``, or for audio only ``result_data`` (as Suno's)."""
+        urls = self.result_urls(files_base)
+        if self.kind != "audio":
+            obj["results"] = urls
+            return
+        title = self.request.get("title")
+        obj["result_data"] = [
+            {
+                "result_id": f"{self.id}-{n}",
+                "audio_url": url,
+                "stream_audio_url": f"{files_base}/files/{self.id}/{n}.wav",
+                "image_url": f"{files_base}/files/{self.id}/{n}.png",
+                "title": title if isinstance(title, str) else self.prompt[:40],
+                "tags": self.request.get("style") or "simulated",
+                "duration": 1.0,
+            }
+            for n, url in enumerate(urls)
+        ]
 
     def _usage(self, status: str) -> dict[str, Any]:
         usage: dict[str, Any] = {
@@ -297,11 +323,11 @@ class SimTask:
             "created": self.created,
             "id": self.id,
             "model": self.model,
-            "object": "image.generation.task",
+            "object": f"{self.kind}.generation.task",
             "progress": 0,
             "status": plan.status_override or "pending",
             "task_info": {"can_cancel": True, "estimated_time": plan.reported_estimated_time},
-            "type": "image",
+            "type": self.kind,
             "usage": self._usage("pending"),
         }
         obj.update(plan.extra)
@@ -322,15 +348,15 @@ class SimTask:
                 "created": self.created,
                 "id": self.id,
                 "model": self.model,
-                "object": "image.generation.task",
+                "object": f"{self.kind}.generation.task",
                 "progress": progress,
                 "status": shown,
                 "task_info": {"can_cancel": not final, "estimated_time": plan.reported_estimated_time},
-                "type": "image",
+                "type": self.kind,
                 "usage": self._usage(status),
             }
         if status == "completed":
-            obj["results"] = self.result_urls(files_base)
+            self._results(obj, files_base)
         elif final and plan.include_error:
             if status == "cancelled":
                 obj["error"] = {
@@ -352,7 +378,7 @@ class SimTask:
         return {
             "id": self.id,
             "model": self.model,
-            "type": "image",
+            "type": self.kind,
             "status": status,
             "progress": progress,
             "created_at": self.created,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import json
@@ -22,21 +23,33 @@ import aiohttp
 import attrs
 from aiohttp import web
 
+from ._files_api import SimFiles
+from ._media import MEDIA_TYPES, media_file
 from ._models import CallbackRecord, Fault, RequestRecord, SimStats, SimTask, TaskPlan, directive_plan
 from ._png import colour_for, dimensions_for, solid_png
-from ._validation import IDEMPOTENCY_KEY, InvalidRequest, price_of, validate_create
+from ._validation import IDEMPOTENCY_KEY, InvalidRequest, price_of, validate_audio, validate_create, validate_video
 
 __all__ = ("FakeEvolink",)
 
 _T = TypeVar("_T", bound="FakeEvolink")
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_Route = Literal["create", "read", "batch", "list", "credits", "files"]
+_Route = Literal["create", "read", "batch", "list", "credits", "files", "uploads"]
 
 _TASK_PREFIX = "task-unified-"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _MAX_BATCH = 50
 _MAX_PAGE_SIZE = 100
-_FILE_NAME = re.compile(r"(\d+)\.png")
+_FILE_NAME = re.compile(r"(\d+)\.(png|mp4|mp3|wav)")
+_CREATE_PATHS = {
+    "image": "/v1/images/generations",
+    "video": "/v1/videos/generations",
+    "audio": "/v1/audios/generations",
+}
+_VALIDATORS: dict[str, Callable[..., None]] = {
+    "image": validate_create,
+    "video": validate_video,
+    "audio": validate_audio,
+}
 _MICRO = 1_000_000
 
 _DEFAULT_CODES: dict[int, str] = {
@@ -153,6 +166,7 @@ CHAOS_FAULTS: dict[str, tuple[Fault, ...]] = {
         Fault(kind="slow", route="files", delay=1.0),
         Fault(kind="truncated", route="files"),
     ),
+    "uploads": tuple(attrs.evolve(f, route="uploads") for f in _API_CHAOS),
 }
 
 
@@ -207,6 +221,7 @@ class FakeEvolink:
         allow_local_callbacks: bool = False,
         chaos: float = 0.0,
         chaos_seed: int | None = None,
+        max_files: int = 100,
     ) -> None:
         delays = _check_options(error_style, callback_retry_delays, callback_timeout, chaos)
         #: The share of requests (API and result files) answered with a random fault of ``CHAOS_FAULTS``.
@@ -247,6 +262,8 @@ class FakeEvolink:
         self._base_url: str | None = None
         self._callback_session: aiohttp.ClientSession | None = None
         self._deliveries: set[asyncio.Task[None]] = set()
+        #: The files API: ``files_api.files`` holds the uploaded files by id; ``max_files`` is the quota.
+        self.files_api = SimFiles(lambda: self.files_base_url, max_files=max_files)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -269,12 +286,14 @@ class FakeEvolink:
         self._loop = asyncio.get_running_loop()
         app = web.Application(middlewares=[self._middleware])
         route = self._route
-        app.router.add_post("/v1/images/generations", route("create", self._create))
+        for kind, path in _CREATE_PATHS.items():
+            app.router.add_post(path, route("create", functools.partial(self._create, kind=kind)))
         app.router.add_post("/v1/tasks/batch", route("batch", self._batch))
         app.router.add_get("/v1/tasks", route("list", self._list))
         app.router.add_get("/v1/tasks/{task_id}", route("read", self._read))
         app.router.add_get("/v1/credits", route("credits", self._credits))
         app.router.add_get("/files/{task_id}/{name}", route("files", self._file))
+        self.files_api.add_routes(app, functools.partial(route, "uploads"))
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.25)
         await runner.setup()
         try:
@@ -291,6 +310,7 @@ class FakeEvolink:
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,
         )
+        self.files_api.fetch_session = self._callback_session
         port = runner.addresses[0][1]
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.port = port
@@ -511,7 +531,9 @@ class FakeEvolink:
             if task_id not in self.tasks:
                 return task_id
 
-    def _create_task(self, body: dict[str, Any], plan: TaskPlan, cost: float, key: str | None) -> SimTask:
+    def _create_task(
+        self, body: dict[str, Any], plan: TaskPlan, cost: float, key: str | None, kind: str = "image"
+    ) -> SimTask:
         now = time.monotonic()
         self._settle(now)
         created = int(time.time())
@@ -525,6 +547,7 @@ class FakeEvolink:
             finish_at=finish_at,
             cost=cost,
             idempotency_key=key,
+            kind=kind,
         )
         self.tasks[task.id] = task
         self._order.append(task)
@@ -618,6 +641,8 @@ class FakeEvolink:
             stats.list_requests += 1
         elif route == "credits":
             stats.credits_requests += 1
+        elif route == "uploads":
+            stats.upload_requests += 1
         else:
             stats.file_requests += 1
 
@@ -673,7 +698,7 @@ class FakeEvolink:
 
     # -- endpoints ---------------------------------------------------------------------------------------
 
-    async def _create(self, request: web.Request) -> web.StreamResponse:
+    async def _create(self, request: web.Request, *, kind: str = "image") -> web.StreamResponse:
         raw = await request.read()
         try:
             body = json.loads(raw)
@@ -687,7 +712,7 @@ class FakeEvolink:
                 400, param="Idempotency-Key", message="Idempotency-Key must be 16-96 characters of [A-Za-z0-9._-]."
             )
         try:
-            validate_create(body, allow_local_callbacks=self.allow_local_callbacks)
+            _VALIDATORS[kind](body, allow_local_callbacks=self.allow_local_callbacks)
         except InvalidRequest as exc:
             return self._error(400, param=exc.param, message=exc.message)
         if key is not None and key in self._idempotency:
@@ -703,7 +728,7 @@ class FakeEvolink:
             now = time.monotonic()
             view = self.tasks[task_id].render(now, self.files_base_url)
             return self._json(view, headers={"idempotency-replayed": "true"})
-        cost = price_of(body)
+        cost = price_of(body, kind)
         if self._balance < _micro(cost):
             return self._error(
                 402,
@@ -711,7 +736,7 @@ class FakeEvolink:
                 message=f"Insufficient credits: {self._balance / _MICRO:.4f} left, this request needs {cost:g}.",
             )
         plan = self.plan(dict(body))
-        task = self._create_task(body, plan, cost, key)
+        task = self._create_task(body, plan, cost, key, kind)
         return self._json(task.render_created())
 
     def _task_id_error(self, task_id: str) -> web.Response | None:
@@ -808,5 +833,8 @@ class FakeEvolink:
             or task.status_at(time.monotonic()) != "completed"
         ):
             return web.Response(status=404, text="Not Found")
+        ext = match.group(2)
+        if ext != "png":
+            return web.Response(body=media_file(ext), content_type=MEDIA_TYPES[ext])
         width, height = dimensions_for(task.size)
         return web.Response(body=solid_png(width, height, colour_for(task.prompt)), content_type="image/png")

@@ -1,4 +1,4 @@
-"""Validation of ``POST /v1/images/generations`` bodies, and pricing, as EvoLink documents them."""
+"""Validation of create bodies (images, videos, audio), and pricing, as EvoLink documents them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-__all__ = ("IDEMPOTENCY_KEY", "InvalidRequest", "price_of", "validate_create")
+__all__ = ("IDEMPOTENCY_KEY", "InvalidRequest", "price_of", "validate_audio", "validate_create", "validate_video")
 
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._-]{16,96}")
 
@@ -48,8 +48,21 @@ class InvalidRequest(Exception):
         self.message = message
 
 
-def price_of(body: Mapping[str, Any]) -> float:
-    """Credits reserved for a (valid) create body: by quality for known models, 1.0 otherwise."""
+_VIDEO_CREDITS_PER_SECOND = 2.0
+_VIDEO_DEFAULT_SECONDS = 5
+_AUDIO_PRICE = 4.0
+_VIDEO_QUALITIES = ("480p", "720p", "1080p", "4k")
+_VIDEO_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "adaptive")
+
+
+def price_of(body: Mapping[str, Any], kind: str = "image") -> float:
+    """Credits reserved for a (valid) create body: images by quality for known models (1.0 otherwise),
+    videos by the second, songs at a flat price (made-up prices of the simulator)."""
+    if kind == "video":
+        seconds = body.get("duration", _VIDEO_DEFAULT_SECONDS)
+        return _VIDEO_CREDITS_PER_SECOND * (seconds if isinstance(seconds, (int, float)) else _VIDEO_DEFAULT_SECONDS)
+    if kind == "audio":
+        return _AUDIO_PRICE
     if body.get("model") not in _MODELS:
         return _UNKNOWN_MODEL_PRICE
     quality = body.get("quality", _DEFAULT_QUALITY)
@@ -97,6 +110,59 @@ def _check_callback_url(value: object, *, allow_local: bool = False) -> None:
         or address.is_multicast
     ):
         raise InvalidRequest("callback_url", "callback_url must not point to a private or loopback address")
+
+
+def _check_model_and_prompt(body: Mapping[str, Any], max_prompt: int, *, may_be_empty: bool = False) -> None:
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("model", "model is required and must be a non-empty string")
+    prompt = body.get("prompt", "")
+    if not isinstance(prompt, str) or (not prompt.strip() and not may_be_empty):
+        raise InvalidRequest("prompt", "prompt must be a non-empty string")
+    if len(prompt) > max_prompt:
+        raise InvalidRequest("prompt", f"prompt is too long: {len(prompt)} characters, at most {max_prompt}")
+
+
+def _check_image_urls(body: Mapping[str, Any], max_images: int | None) -> None:
+    if "image_urls" not in body:
+        return
+    urls = body["image_urls"]
+    if not isinstance(urls, list):
+        raise InvalidRequest("image_urls", "image_urls must be a list of URLs")
+    if max_images is not None and len(urls) > max_images:
+        raise InvalidRequest("image_urls", f"image_urls has {len(urls)} items, at most {max_images}")
+    for index, url in enumerate(urls):
+        if not _is_http_url(url):
+            raise InvalidRequest("image_urls", f"image_urls[{index}] is not an http(s) URL")
+
+
+def validate_video(body: Mapping[str, Any], *, allow_local_callbacks: bool = False) -> None:
+    """Raise :class:`InvalidRequest` if a ``POST /v1/videos/generations`` body breaks a documented rule."""
+    _check_model_and_prompt(body, 5000)
+    duration = body.get("duration")
+    if duration is not None and (not isinstance(duration, (int, float)) or isinstance(duration, bool) or duration <= 0):
+        raise InvalidRequest("duration", "duration must be a positive number of seconds")
+    for name, allowed in (("quality", _VIDEO_QUALITIES), ("aspect_ratio", _VIDEO_RATIOS)):
+        if name in body and body[name] not in allowed:
+            raise InvalidRequest(name, f"{name} must be one of {', '.join(allowed)}, got {body[name]!r}")
+    _check_image_urls(body, 9)
+    if "callback_url" in body:
+        _check_callback_url(body["callback_url"], allow_local=allow_local_callbacks)
+
+
+def validate_audio(body: Mapping[str, Any], *, allow_local_callbacks: bool = False) -> None:
+    """Raise :class:`InvalidRequest` if a ``POST /v1/audios/generations`` body breaks a documented rule."""
+    custom = body.get("custom_mode") is True
+    _check_model_and_prompt(body, 5000 if custom else 500, may_be_empty=custom and body.get("instrumental") is True)
+    if custom:
+        for name in ("style", "title"):
+            if not isinstance(body.get(name), str) or not body[name]:
+                raise InvalidRequest(name, f"{name} is required in custom mode")
+    duration = body.get("duration")
+    if duration is not None and not (isinstance(duration, (int, float)) and 30 <= duration <= 240):
+        raise InvalidRequest("duration", "duration must be between 30 and 240 seconds")
+    if "callback_url" in body:
+        _check_callback_url(body["callback_url"], allow_local=allow_local_callbacks)
 
 
 def validate_create(body: Mapping[str, Any], *, allow_local_callbacks: bool = False) -> None:
