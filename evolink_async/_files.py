@@ -100,7 +100,9 @@ def _describe(source: Any) -> tuple[str, bytes, int, str, Callable[[], IO[bytes]
     if isinstance(source, (bytes, bytearray)):
         data = bytes(source)
         return hashlib.sha256(data).hexdigest(), data[:_HEAD], len(data), "", lambda: io.BytesIO(data)
-    if isinstance(source, io.TextIOBase) or not hasattr(source, "read"):
+    if isinstance(source, io.TextIOBase):
+        raise errors.ValidationError("file", "is a text file object: open the image in binary mode ('rb')")
+    if not hasattr(source, "read"):
         raise errors.ValidationError(
             "file", f"must be a path, bytes or a binary file object, got {type(source).__name__}"
         )
