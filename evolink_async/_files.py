@@ -111,7 +111,7 @@ def _describe(source: Any) -> tuple[str, bytes, int, str, Callable[[], IO[bytes]
 
         def reopen() -> io.BufferedIOBase:
             source.seek(start)
-            return _Unclosed(source)
+            return _Unclosed(source, start)
 
         return digest, head, size, os.path.basename(getattr(source, "name", "") or ""), reopen
     data = source.read()  # not seekable: read once, so that a retry can send it again
@@ -121,11 +121,17 @@ def _describe(source: Any) -> tuple[str, bytes, int, str, Callable[[], IO[bytes]
 
 
 class _Unclosed(io.BufferedIOBase):
-    """The caller's file object, lent to an upload: reading goes through, closing does not (it is theirs)."""
+    """The caller's file object, lent to an upload: reading goes through; closing leaves it open, where it was."""
 
-    def __init__(self, inner: IO[bytes]) -> None:
+    def __init__(self, inner: IO[bytes], start: int) -> None:
         super().__init__()
         self._inner = inner
+        self._start = start
+
+    def close(self) -> None:
+        if not self.closed and not self._inner.closed:
+            self._inner.seek(self._start)
+        super().close()
 
     def read(self, size: int | None = -1) -> bytes:
         return self._inner.read(-1 if size is None else size)

@@ -24,7 +24,7 @@ import anyio.from_thread
 from . import errors
 from ._batch import BatchInput, BatchRun, Outcome
 from ._client import AsyncClient
-from .models import Credits, ImageFields, ImageRequest, Task
+from .models import Credits, FilePage, FileQuota, ImageFields, ImageSource, Request, Task, UploadedFile
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -59,7 +59,18 @@ class Client:
 
     @property
     def base_url(self) -> str:
+        """The API's root URL."""
         return self._async.base_url
+
+    @property
+    def files_base_url(self) -> str:
+        """The files API's root URL."""
+        return self._async.files_base_url
+
+    @property
+    def files(self) -> SyncFiles:
+        """The files API: ``quota()``, ``list()``, ``delete()`` (see :attr:`AsyncClient.files`)."""
+        return SyncFiles(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -127,7 +138,7 @@ class Client:
 
     def submit(
         self,
-        request: ImageRequest | str | None = None,
+        request: Request | str | None = None,
         *,
         prompt: str | None = None,
         idempotency_key: str | None = None,
@@ -139,7 +150,7 @@ class Client:
 
     def generate(
         self,
-        request: ImageRequest | str | None = None,
+        request: Request | str | None = None,
         *,
         prompt: str | None = None,
         timeout: float | None = None,
@@ -163,6 +174,13 @@ class Client:
         with errors.task_context(task_id):
             result: Task = self._call(self._async.wait, task, timeout=timeout, raise_on_failure=raise_on_failure)
         return result
+
+    def upload(
+        self, source: ImageSource, *, file_name: str | None = None, upload_path: str | None = None
+    ) -> UploadedFile:
+        """See :meth:`AsyncClient.upload`."""
+        uploaded: UploadedFile = self._call(self._async.upload, source, file_name=file_name, upload_path=upload_path)
+        return uploaded
 
     def credits(self) -> Credits:
         """See :meth:`AsyncClient.credits`."""
@@ -200,6 +218,27 @@ class Client:
         finally:
             with contextlib.suppress(RuntimeError):  # the client (and the batch with it) was closed first
                 batch.__exit__(None, None, None)
+
+
+class SyncFiles:
+    """The files API of a sync :class:`Client` (``client.files``)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def quota(self) -> FileQuota:
+        """See :meth:`Files.quota`."""
+        quota: FileQuota = self._client._call(lambda: self._client._async.files.quota())
+        return quota
+
+    def list(self, *, page: int = 1, page_size: int = 20) -> FilePage:
+        """See :meth:`Files.list`."""
+        found: FilePage = self._client._call(lambda: self._client._async.files.list(page=page, page_size=page_size))
+        return found
+
+    def delete(self, file: UploadedFile | str) -> None:
+        """See :meth:`Files.delete`."""
+        self._client._call(lambda: self._client._async.files.delete(file))
 
 
 async def _apply(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -62,6 +62,12 @@ async def test_bytes_and_binary_file_objects_upload_and_the_callers_file_stays_o
         assert not fh.closed
     assert from_file.id == from_bytes.id == from_buffer.id, "the same content is uploaded once per client"
     assert len(uploads_seen(fake)) == 1
+    other = io.BytesIO(b"head" + solid_png(4, 4, (1, 2, 3)))
+    other.seek(4)
+    await client.upload(other)
+    assert len(uploads_seen(fake)) == 2
+    assert not other.closed
+    assert other.tell() == 4, "read for the upload, then put back where it was"
 
 
 async def test_a_url_is_rehosted(fake: FakeEvolink, client: evo.AsyncClient) -> None:

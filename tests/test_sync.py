@@ -134,3 +134,24 @@ def test_ctrl_c_during_a_sync_wait_cancels_it_names_the_task_and_leaves_the_clie
             time.sleep(0.01)
         assert client._async.waiting == 0
         assert client.get_task(task).id == task.id  # and the client goes on working
+
+
+def test_videos_songs_and_local_files_without_await(sim: FakeEvolink, tmp_path: Path) -> None:
+    from evolink_async.testing._png import solid_png
+
+    image = tmp_path / "ref.png"
+    image.write_bytes(solid_png(8, 8, (9, 9, 9)))
+    with _client(sim) as client:
+        video = client.generate(evo.VideoRequest("[duration:0.05] [eta:0] a wave", model="veo3.1-fast"))
+        song = client.generate(evo.AudioRequest("[duration:0.05] [eta:0] a song", model="suno-v5"))
+        assert [p.suffix for p in client.download(video, tmp_path) + client.download(song, tmp_path)] == [
+            ".mp4",
+            ".mp3",
+        ]
+        uploaded = client.upload(image)
+        edit = client.generate(QUICK, image_urls=[image])
+        assert sim.tasks[edit.id].request["image_urls"] == [uploaded.url]
+        assert client.files.quota().used_files == 1
+        assert [f.id for f in client.files.list().files] == [uploaded.id]
+        client.files.delete(uploaded)
+        assert client.files.quota().used_files == 0
