@@ -1,4 +1,4 @@
-"""The ``evolink`` command: generate, batch, task get|wait, credits, simulator, demo.
+"""The ``evolink`` command: generate, video, audio, batch, upload, task get|wait, credits, simulator, demo.
 
 The key comes from ``EVOLINK_API_KEY`` only (a key on the command line would show in ``ps``) and is never
 printed. Errors print one line, not a traceback. Needs the ``cli`` extra (rich) for progress and tables.
@@ -23,8 +23,8 @@ from ._batch import BatchRun, Outcome
 from ._client import AsyncClient
 from ._config import ENV_API_KEY, Limits
 from ._converter import task_to_wire
-from ._requests import check_field_names
-from .models import ImageRequest, Task, TaskStatus
+from ._requests import check_field_names, request_fields
+from .models import REQUEST_KINDS, AudioRequest, ImageRequest, Request, Task, TaskStatus, VideoRequest
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -79,12 +79,25 @@ def _parse_line(path: Path, number: int, text: str) -> str | dict[str, Any]:
     if not isinstance(data, dict):
         raise CLIError(f"{path}:{number}: a JSON line must be an object of request fields")
     try:
+        kind = data.get("type", "image")
+        cls = REQUEST_KINDS.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            raise errors.ValidationError("type", f"{kind!r} is not one of {', '.join(REQUEST_KINDS)}")
         # The same check as Python keywords: a misspelled field is refused, not sent. Fields the SDK does
         # not know go through when asked for explicitly: {"prompt": "...", "extra": {"new_field": 1}}.
-        check_field_names({k: v for k, v in data.items() if k != "prompt"})
+        check_field_names({k: v for k, v in data.items() if k not in ("prompt", "type")}, known=request_fields(cls))
     except errors.ValidationError as exc:
         raise CLIError(f"{path}:{number}: {exc}") from None
+    if isinstance(data.get("image_urls"), list):
+        data["image_urls"] = [_image_source(item) for item in data["image_urls"]]
     return data
+
+
+def _image_source(item: Any) -> Any:
+    """A reference image named on the command line or in a batch file: a URL, or a local file to upload."""
+    if isinstance(item, str) and not item.startswith(("http://", "https://")):
+        return Path(item)  # relative to the current directory; missing files are named before anything is sent
+    return item
 
 
 def _check_batch_file(path: Path) -> int:
@@ -101,8 +114,37 @@ def _request_fields(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None:
             fields[name] = value
     if getattr(args, "image", None):
-        fields["image_urls"] = list(args.image)
+        fields["image_urls"] = [_image_source(item) for item in args.image]
     return fields
+
+
+def _video_request(args: argparse.Namespace) -> VideoRequest:
+    options = {"duration": args.duration, "quality": args.quality, "aspect_ratio": args.aspect_ratio}
+    images = [_image_source(item) for item in args.image or ()]
+    return VideoRequest(
+        args.prompt,
+        model=args.model,
+        image_urls=images,
+        generate_audio=True if args.generate_audio else None,
+        **{k: v for k, v in options.items() if v is not None},
+    )
+
+
+def _audio_request(args: argparse.Namespace) -> AudioRequest:
+    options = {
+        "style": args.style,
+        "title": args.title,
+        "duration": args.duration,
+        "negative_tags": args.negative_tags,
+        "vocal_gender": args.vocal_gender,
+    }
+    return AudioRequest(
+        args.prompt,
+        model=args.model,
+        custom_mode=True if args.custom else None,
+        instrumental=True if args.instrumental else None,
+        **{k: v for k, v in options.items() if v is not None},
+    )
 
 
 # -- the client --------------------------------------------------------------------------------------
@@ -124,11 +166,36 @@ def _task_line(task: Task) -> str:
 
 
 async def cmd_generate(args: argparse.Namespace) -> int:
+    return await _run_one(args, ImageRequest(args.prompt, **_request_fields(args)))
+
+
+async def cmd_video(args: argparse.Namespace) -> int:
+    return await _run_one(args, _video_request(args))
+
+
+async def cmd_audio(args: argparse.Namespace) -> int:
+    return await _run_one(args, _audio_request(args))
+
+
+async def cmd_upload(args: argparse.Namespace) -> int:
+    out = _console()
+    sources = [_image_source(item) for item in args.files]
+    async with _client(args) as client:
+        uploaded = [await client.upload(source) for source in sources]
+    if args.json:
+        out.print_json(data=[{"id": u.id, "url": u.url, "size": u.size, "expires_at": u.expires_at} for u in uploaded])
+    else:
+        for item in uploaded:
+            out.print(item.url, soft_wrap=True, markup=False)
+    return EXIT_OK
+
+
+async def _run_one(args: argparse.Namespace, request: Request) -> int:
+    """Submit one task of any kind, wait with a status line, save its files; print URLs or JSON."""
     out = _console()
     err = _console(stderr=True)
     from rich.markup import escape  # after _console(): without the cli extra, that says what to install
 
-    request = ImageRequest(args.prompt, **_request_fields(args))
     async with _client(args) as client:
         with err.status("generating…") as status:
 
@@ -484,7 +551,8 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evolink",
-        description=f"EvoLink image generation from the command line. The API key is read from {ENV_API_KEY}.",
+        description=f"EvoLink generation (images, videos, music) from the command line. The API key is read from "
+        f"{ENV_API_KEY}.",
     )
     parser.add_argument("--base-url", default=None, help="API base URL (default: EVOLINK_BASE_URL or the real API)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -497,10 +565,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate an image for one prompt")
     p.add_argument("prompt")
     request_options(p)
-    p.add_argument("--image", action="append", metavar="URL", help="a reference image URL (repeatable)")
+    p.add_argument("--image", action="append", metavar="URL|FILE", help="a reference image (repeatable)")
     p.add_argument("--out", metavar="DIR", help="save the images into DIR")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the task as JSON")
+
+    p = sub.add_parser("video", help="generate a video for one prompt (Sora, Veo, Kling, Seedance…)")
+    p.add_argument("prompt")
+    p.add_argument("--model", required=True, help="video model id, e.g. veo3.1-fast")
+    p.add_argument("--duration", type=float, help="seconds (each model has its range)")
+    p.add_argument("--quality", help="480p, 720p, 1080p or 4k")
+    p.add_argument("--aspect-ratio", help="16:9, 9:16, 1:1, 4:3, 3:4, 21:9 or adaptive")
+    p.add_argument("--image", action="append", metavar="URL|FILE", help="image-to-video reference (repeatable)")
+    p.add_argument("--generate-audio", action="store_true", help="ask for a sound track (some models)")
+    p.add_argument("--out", metavar="DIR", help="save the video into DIR")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the task as JSON")
+
+    p = sub.add_parser("audio", help="generate music for one prompt (Suno)")
+    p.add_argument("prompt", help="a description, or lyrics with --custom")
+    p.add_argument("--model", required=True, help="audio model id, e.g. suno-v4.5")
+    p.add_argument("--custom", action="store_true", help="custom mode: the prompt is lyrics; --style, --title needed")
+    p.add_argument("--instrumental", action="store_true", help="no vocals")
+    p.add_argument("--style", help="style tags (custom mode)")
+    p.add_argument("--title", help="song title (custom mode)")
+    p.add_argument("--duration", type=float, help="seconds, 30-240")
+    p.add_argument("--negative-tags", help="styles to avoid")
+    p.add_argument("--vocal-gender", choices=("m", "f"), help="custom mode")
+    p.add_argument("--out", metavar="DIR", help="save the songs into DIR")
+    p.add_argument("--timeout", type=float, default=1200.0, help="seconds to wait (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the task as JSON")
+
+    p = sub.add_parser("upload", help="upload local images through the files API; print their URLs")
+    p.add_argument("files", nargs="+", metavar="FILE|URL")
+    p.add_argument("--json", action="store_true", help="print ids, URLs, sizes and expiry as JSON")
 
     p = sub.add_parser("batch", help="generate for every line of a file (prompts, or JSON objects)")
     p.add_argument("file")
@@ -532,7 +630,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = {"generate": cmd_generate, "batch": cmd_batch, "task": cmd_task, "credits": cmd_credits, "demo": cmd_demo}
+_COMMANDS = {
+    "generate": cmd_generate,
+    "video": cmd_video,
+    "audio": cmd_audio,
+    "upload": cmd_upload,
+    "batch": cmd_batch,
+    "task": cmd_task,
+    "credits": cmd_credits,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -437,10 +437,6 @@ def _extra_field() -> Any:
     return attrs.field(default=NOTHING_EXTRA, converter=_to_mapping, kw_only=True, repr=lambda extra: repr(dict(extra)))
 
 
-def _sources_field() -> Any:
-    return attrs.field(default=(), converter=_to_source_tuple, kw_only=True)
-
-
 def _check_model(model: object) -> None:
     if not isinstance(model, str) or not model.strip():
         raise ValidationError("model", "must be a non-empty string")
@@ -519,7 +515,7 @@ class ImageRequest:
     model: str = attrs.field(default=DEFAULT_MODEL, kw_only=True)
     size: str | None = attrs.field(default=None, kw_only=True)
     quality: str | None = attrs.field(default=None, kw_only=True)
-    image_urls: tuple[ImageSource, ...] = _sources_field()
+    image_urls: tuple[ImageSource, ...] = attrs.field(default=(), converter=_to_source_tuple, kw_only=True)
     callback_url: str | None = attrs.field(default=None, kw_only=True)
     model_params: Mapping[str, Any] | None = attrs.field(default=None, kw_only=True)
     extra: Mapping[str, Any] = _extra_field()
@@ -565,7 +561,7 @@ class VideoRequest:
     duration: float | None = attrs.field(default=None, kw_only=True)
     quality: str | None = attrs.field(default=None, kw_only=True)
     aspect_ratio: str | None = attrs.field(default=None, kw_only=True)
-    image_urls: tuple[ImageSource, ...] = _sources_field()
+    image_urls: tuple[ImageSource, ...] = attrs.field(default=(), converter=_to_source_tuple, kw_only=True)
     generate_audio: bool | None = attrs.field(default=None, kw_only=True)
     callback_url: str | None = attrs.field(default=None, kw_only=True)
     extra: Mapping[str, Any] = _extra_field()

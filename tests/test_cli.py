@@ -270,3 +270,74 @@ async def test_simulator_command_takes_the_simulators_own_options(capsys: pytest
     out = capsys.readouterr().out
     assert "--duration" in out
     assert "--allow-local-callbacks" in out
+
+
+async def test_video_and_audio_commands_save_their_files(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, _ = await run_cli(
+        ["video", "a wave [duration:0.1]", "--model", "veo3.1-fast", "--duration", "5", "--out", str(tmp_path)],
+        fake=fake,
+        capsys=capsys,
+    )
+    assert code == 0
+    [video] = tmp_path.glob("*.mp4")
+    assert f"saved {video}" in out
+    [task] = fake.tasks.values()
+    assert task.kind == "video"
+    assert task.request["duration"] == 5
+    code, out, _ = await run_cli(
+        ["audio", "a song [duration:0.1]", "--model", "suno-v5", "--instrumental", "--out", str(tmp_path)],
+        fake=fake,
+        capsys=capsys,
+    )
+    assert code == 0
+    assert len(list(tmp_path.glob("*.mp3"))) == 1
+    code, _, err = await run_cli(["audio", "x", "--model", "suno-v5", "--custom"], fake=fake, capsys=capsys)
+    assert code == 2
+    assert "style" in err
+    assert fake.stats.create_requests == 2
+
+
+async def test_a_local_image_is_uploaded_for_generate_and_by_upload(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from evolink_async.testing._png import solid_png
+
+    image = tmp_path / "ref.png"
+    image.write_bytes(solid_png(8, 8, (1, 2, 3)))
+    code, out, _ = await run_cli(["upload", str(image)], fake=fake, capsys=capsys)
+    assert code == 0
+    [uploaded] = fake.files_api.files.values()
+    assert out.strip().endswith(uploaded.name)
+    code, _, _ = await run_cli(["generate", "edit [duration:0.1]", "--image", str(image)], fake=fake, capsys=capsys)
+    assert code == 0
+    [task] = fake.tasks.values()
+    second = list(fake.files_api.files.values())[-1]  # another process, another client: uploaded again
+    assert second.original_name == "ref.png"
+    assert task.request["image_urls"][0].endswith(second.name)
+    code, _, err = await run_cli(["generate", "edit", "--image", "missing.png"], fake=fake, capsys=capsys)
+    assert code == 2
+    assert "missing.png" in err
+    assert "does not exist" in err
+
+
+async def test_a_batch_file_mixes_kinds_and_a_wrong_type_is_named_by_line(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lines = [
+        "an image [duration:0.1]",
+        json.dumps({"type": "video", "prompt": "a clip [duration:0.1]", "model": "kling-v3-text-to-video"}),
+        json.dumps({"type": "audio", "prompt": "a tune [duration:0.1]", "model": "suno-v5"}),
+    ]
+    batch = tmp_path / "mixed.jsonl"
+    batch.write_text("\n".join(lines) + "\n")
+    code, _, _ = await run_cli(["batch", str(batch), "--out", str(tmp_path / "out")], fake=fake, capsys=capsys)
+    assert code == 0
+    assert sorted(p.suffix for p in (tmp_path / "out").iterdir() if p.suffix != ".html") == [".mp3", ".mp4", ".png"]
+    batch.write_text(lines[0] + "\n" + json.dumps({"type": "video", "prompt": "x", "model": "m", "sise": 1}) + "\n")
+    code, _, err = await run_cli(["batch", str(batch)], fake=fake, capsys=capsys)
+    assert code == 2
+    assert f"{batch}:2" in err
+    assert "sise" in err
+    assert fake.stats.create_requests == 3

@@ -34,3 +34,22 @@ def the_sync_client_is_typed_alike(client: evo.Client) -> None:
     print(done, created)
     client.generate("x", sise="16:9")  # type: ignore[call-arg]
     client.submit("x", size=169)  # type: ignore[arg-type]
+
+
+async def every_kind_and_local_files_are_typed(client: evo.AsyncClient, sync: evo.Client) -> None:
+    from pathlib import Path
+
+    video = evo.VideoRequest("x", model="veo3.1-fast", duration=5, image_urls=[Path("ref.png"), b"\x89PNG"])
+    song = evo.AudioRequest("x", model="suno-v5", vocal_gender="f", custom_mode=True, style="pop", title="t")
+    done: evo.Task = await client.generate(video)
+    done = await client.generate(song)
+    done = await client.generate("edit", image_urls=[Path("ref.png"), "https://example.com/a.png"])
+    items: tuple[evo.ResultItem, ...] = done.result_data
+    uploaded: evo.UploadedFile = await client.upload(Path("ref.png"))
+    quota: evo.FileQuota = await client.files.quota()
+    page: evo.FilePage = sync.files.list(page_size=5)
+    synced: evo.UploadedFile = sync.upload(b"\x89PNG")
+    print(done, items, uploaded, quota, page, synced)
+    evo.VideoRequest("x")  # type: ignore[call-arg]
+    evo.AudioRequest("x", model="suno-v5", vocal_gender="x")  # type: ignore[arg-type]
+    await client.upload(42)  # type: ignore[arg-type]
