@@ -548,28 +548,8 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 # -- parsing -----------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="evolink",
-        description=f"EvoLink generation (images, videos, music) from the command line. The API key is read from "
-        f"{ENV_API_KEY}.",
-    )
-    parser.add_argument("--base-url", default=None, help="API base URL (default: EVOLINK_BASE_URL or the real API)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def request_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--size", help="aspect ratio, e.g. 16:9 (default: auto)")
-        p.add_argument("--quality", help="1K, 2K or 4K (default: 2K)")
-        p.add_argument("--model", help="model id (default: gemini-3-pro-image-preview)")
-
-    p = sub.add_parser("generate", help="generate an image for one prompt")
-    p.add_argument("prompt")
-    request_options(p)
-    p.add_argument("--image", action="append", metavar="URL|FILE", help="a reference image (repeatable)")
-    p.add_argument("--out", metavar="DIR", help="save the images into DIR")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (default: %(default)s)")
-    p.add_argument("--json", action="store_true", help="print the task as JSON")
-
+def _add_media_commands(sub: Any) -> None:
+    """The ``video``, ``audio`` and ``upload`` commands."""
     p = sub.add_parser("video", help="generate a video for one prompt (Sora, Veo, Kling, Seedance…)")
     p.add_argument("prompt")
     p.add_argument("--model", required=True, help="video model id, e.g. veo3.1-fast")
@@ -599,6 +579,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("upload", help="upload local images through the files API; print their URLs")
     p.add_argument("files", nargs="+", metavar="FILE|URL")
     p.add_argument("--json", action="store_true", help="print ids, URLs, sizes and expiry as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evolink",
+        description=f"EvoLink generation (images, videos, music) from the command line. The API key is read from "
+        f"{ENV_API_KEY}.",
+    )
+    parser.add_argument("--base-url", default=None, help="API base URL (default: EVOLINK_BASE_URL or the real API)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def request_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--size", help="aspect ratio, e.g. 16:9 (default: auto)")
+        p.add_argument("--quality", help="1K, 2K or 4K (default: 2K)")
+        p.add_argument("--model", help="model id (default: gemini-3-pro-image-preview)")
+
+    p = sub.add_parser("generate", help="generate an image for one prompt")
+    p.add_argument("prompt")
+    request_options(p)
+    p.add_argument("--image", action="append", metavar="URL|FILE", help="a reference image (repeatable)")
+    p.add_argument("--out", metavar="DIR", help="save the images into DIR")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the task as JSON")
+
+    _add_media_commands(sub)
 
     p = sub.add_parser("batch", help="generate for every line of a file (prompts, or JSON objects)")
     p.add_argument("file")
