@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint imports typecheck chaos pytest demo bench bench-quick clean
+.PHONY: system-deps test lint imports typecheck chaos pytest demo bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -11,7 +11,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,cli]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# Debian packages the tests start themselves (a real Redis for the coordinator, Chromium for the contact sheet):
+# installed here when missing, so `make test` works on a fresh machine. apt-get needs root (CI runs as root);
+# without it, say what to install.
+DEBIAN_PACKAGES := redis-server:redis-server
+SYSTEM_STAMP := $(VENV)/.system-deps
+
+$(SYSTEM_STAMP): Makefile
+	@missing=""; for pair in $(DEBIAN_PACKAGES); do 		cmd=$${pair#*:}; pkg=$${pair%%:*}; 		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; 	done; 	if [ -n "$$missing" ]; then 		echo "installing Debian packages:$$missing"; 		if [ "$$(id -u)" = 0 ]; then apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; 		else sudo -n true 2>/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null || 			{ echo "please install:$$missing (apt-get install$$missing)"; exit 1; }; fi; 	fi
+	mkdir -p $(VENV) && touch $(SYSTEM_STAMP)
+
+system-deps: $(SYSTEM_STAMP)
+
+test: $(STAMP) $(SYSTEM_STAMP)
 	$(BIN)/ruff check evolink_async tests benchmarks examples
 	$(BIN)/mypy --strict evolink_async
 	$(BIN)/lint-imports
