@@ -87,7 +87,7 @@ class API:
             except errors.RateLimitError as exc:
                 # The pause is capped like the retry delay: a huge Retry-After must not stall every request.
                 hint = exc.retry_after
-                self.pace.on_rate_limited(None if hint is None else min(hint, self.retry.max_retry_after))
+                await self.pace.rate_limited(None if hint is None else min(hint, self.retry.max_retry_after))
                 raise
             self.pace.on_success()
             return resp

@@ -25,7 +25,8 @@ Every exception the SDK raises on purpose derives from :class:`EvolinkError`::
     ├── DownloadError                           a result could not be saved (task_id, url)
     ├── NotSubmittedError                       generate_many did not send this input's create
     │   └── BudgetExceededError                 ... because the credit budget is spent
-    └── JournalError                            a batch journal cannot be used (other batch, unreadable)
+    ├── JournalError                            a batch journal cannot be used (other batch, unreadable)
+    └── CoordinatorError                        the coordinator (Redis) that shares limits cannot be reached
 
 Every error that concerns a task carries ``task_id``. Errors raised by a create carry the
 ``idempotency_key`` it was sent with, so the same request can be resubmitted without paying twice.
@@ -46,6 +47,7 @@ __all__ = (
     "BudgetExceededError",
     "NotSubmittedError",
     "ConflictError",
+    "CoordinatorError",
     "DownloadError",
     "EvolinkError",
     "InsufficientCreditsError",
@@ -307,6 +309,11 @@ class BudgetExceededError(NotSubmittedError):
 
 class JournalError(EvolinkError):
     """A batch journal cannot be used: unreadable, or written by a different batch."""
+
+
+class CoordinatorError(EvolinkError):
+    """The coordinator shared by several processes (``evolink_async.redis.RedisCoordinator``) cannot be used:
+    a call that needs the shared limits fails rather than ignore them."""
 
 
 class task_context:  # lower case: used like a function, ``with task_context(task_id):``
