@@ -43,6 +43,7 @@ from .errors import (
     SubmissionUnknownError,
     TaskCancelledError,
     TaskFailedError,
+    UploadError,
     ValidationError,
     WaitTimeoutError,
 )
@@ -128,6 +129,7 @@ __all__ = (
     "TaskInfo",
     "TaskStatus",
     "Timeouts",
+    "UploadError",
     "Usage",
     "ValidationError",
     "WaitTimeoutError",

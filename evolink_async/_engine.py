@@ -90,7 +90,7 @@ class Engine:
         # poller, whereas the task group's scope also covers the body of the caller's ``async with``.
         self._poller_scope: anyio.CancelScope | None = None
         # The coordinator's background work (lease renewals, the relay), stopped with the poller.
-        self._coordinator_scope = anyio.CancelScope()
+        self._coordinator_scope: anyio.CancelScope | None = None
 
     def _is_waited_on(self, task_id: str) -> bool:
         return self.poller.is_waited_on(task_id)
@@ -117,6 +117,7 @@ class Engine:
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._run_poller, self._poller_scope)
         if self.coordinator is not None:
+            self._coordinator_scope = anyio.CancelScope()
             try:
                 await self._task_group.start(self._run_coordinator, self._coordinator_scope)
             except BaseException:
@@ -141,7 +142,8 @@ class Engine:
         self.poller.close(errors.ClientStateError("the client was closed while waiting for this task"))
         if self._poller_scope is not None:
             self._poller_scope.cancel()
-        self._coordinator_scope.cancel()
+        if self._coordinator_scope is not None:
+            self._coordinator_scope.cancel()
 
     async def finish(self) -> None:
         """Leave the task group, in the task that entered it (``AsyncClient.__aexit__``)."""
@@ -178,7 +180,11 @@ class Engine:
         with_callback = self.callback_url is not None and request.callback_url is None
         if with_callback:
             body["callback_url"] = self.callback_url
-        created = await self.api.create(request.endpoint, body, key)
+        try:
+            created = await self.api.create(request.endpoint, body, key)
+        except errors.SubmissionUnknownError as exc:
+            exc.request = request  # as sent: a resubmission with the key needs the same URLs of its uploads
+            raise
         if with_callback:
             self.callback_registry.expect(created.task.id)
         if created.replayed:

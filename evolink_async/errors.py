@@ -22,6 +22,7 @@ Every exception the SDK raises on purpose derives from :class:`EvolinkError`::
     ├── TaskFailedError                         the task ended ``failed``
     │   └── TaskCancelledError                  the task ended ``cancelled``
     ├── WaitTimeoutError (TimeoutError)         wait() gave up; the task may still finish
+    ├── UploadError                             a request's local file could not be uploaded (field)
     ├── DownloadError                           a result could not be saved (task_id, url)
     ├── NotSubmittedError                       generate_many did not send this input's create
     │   └── BudgetExceededError                 ... because the credit budget is spent
@@ -49,6 +50,7 @@ __all__ = (
     "ConflictError",
     "CoordinatorError",
     "DownloadError",
+    "UploadError",
     "EvolinkError",
     "InsufficientCreditsError",
     "JournalError",
@@ -224,8 +226,12 @@ class SubmissionUnknownError(EvolinkError):
     """A create was sent but its outcome is unknown after all retries.
 
     The task may or may not exist. Resubmit with ``idempotency_key=err.idempotency_key``: the API
-    then returns the original task instead of charging twice.
+    then returns the original task instead of charging twice. The body must be the same: for a request whose
+    ``image_urls`` held local files, resubmit ``err.request`` (the request as sent, with the URLs of the uploads).
     """
+
+    #: The request as it was sent (local files replaced by their URLs), when known.
+    request: Any = None
 
     def __init__(self, message: str, *, idempotency_key: str) -> None:
         super().__init__(message)
@@ -267,6 +273,16 @@ class WaitTimeoutError(EvolinkError, TimeoutError):
         self.timeout = timeout
         #: The last state seen (a :class:`~evolink_async.Task`), if any.
         self.last = last
+
+
+class UploadError(EvolinkError):
+    """A local file of a request (``field``, e.g. ``image_urls[0]``) could not be uploaded; nothing was created.
+    ``__cause__`` is the files API's error (an ``APIError`` such as a quota refusal, or a connection error)."""
+
+    def __init__(self, field: str, cause: Exception) -> None:
+        super().__init__(f"{field}: the upload failed: {cause}")
+        self.field = field
+        self.__cause__ = cause
 
 
 class DownloadError(EvolinkError):

@@ -150,8 +150,9 @@ class RedisCoordinator:
         self._renew = self._redis.register_script(_RENEW)
         self._held: set[str] = set()
         self._to_release: list[str] = []
-        self._release_wanted = anyio.Event()
-        self._slot_freed = anyio.Event()
+        # Made in the event loop that runs the client (events need one), by run() and acquire_slot().
+        self._release_wanted: anyio.Event | None = None
+        self._slot_freed: anyio.Event | None = None
         self._warned = False
 
     def __repr__(self) -> str:
@@ -217,6 +218,8 @@ class RedisCoordinator:
                 self._held.add(lease)
                 return lease
             # Full: a slot freed here wakes us at once; one freed elsewhere is seen on the next try.
+            if self._slot_freed is None:
+                self._slot_freed = anyio.Event()
             freed = self._slot_freed
             with anyio.move_on_after(pause * (0.5 + random.random())):
                 await freed.wait()
@@ -228,7 +231,8 @@ class RedisCoordinator:
             return
         self._held.discard(lease)
         self._to_release.append(lease)
-        self._release_wanted.set()
+        if self._release_wanted is not None:
+            self._release_wanted.set()
 
     # -- the relay -------------------------------------------------------------------------------------
 
@@ -274,8 +278,9 @@ class RedisCoordinator:
 
     async def _releasing(self) -> None:
         while True:
-            await self._release_wanted.wait()
             self._release_wanted = anyio.Event()
+            if not self._to_release:
+                await self._release_wanted.wait()
             try:
                 await self._release_now()
             except errors.CoordinatorError as exc:
@@ -285,8 +290,9 @@ class RedisCoordinator:
         leases, self._to_release = self._to_release, []
         if leases:
             await self._call("release slots", lambda: self._redis.zrem(self._slots_key, *leases))
-            freed, self._slot_freed = self._slot_freed, anyio.Event()
-            freed.set()
+            freed, self._slot_freed = self._slot_freed, None
+            if freed is not None:
+                freed.set()
 
     async def _listening(self, on_relayed: OnRelayed, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         started = False
