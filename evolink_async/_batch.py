@@ -47,6 +47,7 @@ log = logging.getLogger("evolink_async")
 # Workers started per event-loop iteration (see BatchRun._produce).
 _SPAWN_CHUNK = 64
 
+
 #: What ``generate_many`` accepts per input: a prompt (an image), a request of any kind, or a mapping of request
 #: fields (``"type": "video"`` or ``"audio"`` picks the kind; images by default).
 BatchInput: TypeAlias = "str | Request | Mapping[str, Any]"
@@ -82,6 +83,11 @@ class Outcome:
         return getattr(self.error, "task_id", None)
 
 
+#: What ``_launch`` returns for an input this worker does not report: another worker of a shared batch has it
+#: (compared by identity, never delivered).
+_ELSEWHERE = Outcome(index=-1, input=None)
+
+
 @attrs.define
 class BatchStats:
     """Live counters of a batch run (what a progress bar shows)."""
@@ -94,6 +100,8 @@ class BatchStats:
     resumed: int = 0
     in_flight: int = 0
     committed_credits: float = 0.0
+    #: Inputs of a shared batch (``coordinator.journal``) that another worker finished: reported there, not here.
+    skipped: int = 0
 
     @property
     def done(self) -> int:
@@ -251,7 +259,12 @@ class BatchRun:
         self._fatal: errors.JournalError | None = None
         self._input_error: Exception | None = None
         self._download_to = Path(download_to) if download_to is not None else None
-        self._journal = Journal(journal) if journal is not None else None
+        self._journal: Any = None
+        if journal is not None:
+            self._journal = journal if getattr(journal, "shared", False) else Journal(journal)
+        self._shared = self._journal is not None and getattr(self._journal, "shared", False)
+        # Inputs of a shared batch that another live worker holds: revisited once the inputs are all pulled.
+        self._deferred: list[tuple[int, Any]] = []
         self._timeout = timeout
         self._fields = dict(fields)
         self.stats = BatchStats()
@@ -361,6 +374,8 @@ class BatchRun:
                         if started % _SPAWN_CHUNK == _SPAWN_CHUNK - 1:
                             # A checkpoint: never hold the loop for thousands of starts.
                             await anyio.lowlevel.checkpoint()
+                if self._shared:
+                    await self._revisit(send)
                 await self._drained()
                 finals_send.close()  # the finishers drain what is queued, then end
         finally:
@@ -372,6 +387,22 @@ class BatchRun:
             if aclose is not None:
                 with anyio.CancelScope(shield=True):
                     await aclose()
+
+    async def _revisit(self, out: MemoryObjectSendStream[Outcome]) -> None:
+        """Inputs another worker held: wait until they are done there, or take them over if it died."""
+        while self._deferred:
+            pending, self._deferred = self._deferred, []
+            for index, item in pending:
+                entry = await self._journal.get(index)
+                if entry is not None and entry.state in ("completed", "failed"):
+                    self.stats.skipped += 1
+                    continue
+                slot = Slot(self._cap)
+                await slot.acquire()
+                if not await self._submit(index, item, slot, out):
+                    return
+            if self._deferred:
+                await anyio.sleep(self._journal.lease_seconds / 3)
 
     async def _drained(self) -> None:
         """Every input is launched or decided: wait until the launched ones are final too."""
@@ -437,6 +468,11 @@ class BatchRun:
         """Launch one input, or hand over its outcome if it is decided at once; False when the run must stop."""
         try:
             outcome = await self._launch(index, item, slot)
+            if outcome is _ELSEWHERE:
+                slot.release()
+                return True
+            if outcome is not None and self._shared:
+                await self._journal.let_go(index)  # decided here without a final record: others may try it
         except errors.JournalError as exc:
             slot.release()
             self._stop(exc)
@@ -500,6 +536,9 @@ class BatchRun:
             return Outcome(index=index, input=item, error=exc)
         if self._refusal is not None:
             return Outcome(index, item, request, error=_not_submitted(self._refusal))
+        if self._shared and not await self._journal.claim(index):
+            self._deferred.append((index, item))  # another live worker has it
+            return _ELSEWHERE
         try:
             plan = await self._plan(index, item, request)  # a journal of other inputs raises JournalError here
         except errors.JournalError:
@@ -605,6 +644,10 @@ class BatchRun:
                 "it belongs to another batch (use a new journal file)"
             )
         if entry.state in ("completed", "failed") and entry.task_json is not None:
+            if self._shared:
+                self.stats.skipped += 1  # done by a worker of this batch: reported by it
+                await journal.let_go(index)
+                return _ELSEWHERE
             return await self._resume_final(index, item, request, entry)
         self.stats.resumed += 1
         if entry.task_id is None:
@@ -787,6 +830,8 @@ class BatchRun:
             return -1.0, False  # the API gave no price: fail closed rather than spend blind
         if self.stats.committed_credits + price.value > self.budget + 1e-9:
             return -1.0, False
+        if self._shared and not await self._journal.reserve(price.value, self.budget):
+            return -1.0, False  # the budget is spent across the workers of the batch
         self.stats.committed_credits += price.value
         return price.value, False
 
@@ -812,6 +857,8 @@ class BatchRun:
 
     def _settle(self, expected: float, actual: float) -> None:
         self.stats.committed_credits += actual - expected
+        if self._shared and actual != expected:
+            self._engine.spawn(self._journal.adjust, actual - expected)
 
 
 def _reserved(task: Task) -> float | None:

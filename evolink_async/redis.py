@@ -32,6 +32,7 @@ import anyio.abc
 
 from . import errors
 from ._coordinator import OnRelayed
+from ._shared_journal import SharedJournal
 
 try:
     import redis.asyncio as aioredis
@@ -154,6 +155,20 @@ class RedisCoordinator:
         self._release_wanted: anyio.Event | None = None
         self._slot_freed: anyio.Event | None = None
         self._warned = False
+        self._journals: list[SharedJournal] = []
+
+    def journal(self, name: str) -> SharedJournal:
+        """The journal of a batch that several workers share: ``generate_many(inputs, journal=...)`` in each.
+
+        Each input is claimed by one worker (a lease like the slots'), its Idempotency-Key stored before its
+        create: each input is created once across all workers, a dead worker's inputs are taken over, and a
+        rerun skips what is done. Use it with a client that has this coordinator.
+        """
+        journal = SharedJournal(
+            self._redis, name, namespace=self.namespace, lease_seconds=self.lease_seconds, call=self._call
+        )
+        self._journals.append(journal)
+        return journal
 
     def __repr__(self) -> str:
         return f"<RedisCoordinator {self.url} namespace={self.namespace!r} leases={len(self._held)}>"
@@ -175,6 +190,10 @@ class RedisCoordinator:
             warnings.warn(f"{exc}; going on under this process's own limits", RuntimeWarning, stacklevel=3)
         log.warning("%s; going on under this process's own limits", exc)
         return True
+
+    async def aclose(self) -> None:
+        """Close the connection to Redis (a client using this coordinator closes it when it closes)."""
+        await self._redis.aclose()
 
     # -- the pace --------------------------------------------------------------------------------------
 
@@ -258,11 +277,16 @@ class RedisCoordinator:
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await self._release_now()
-                await self._redis.aclose()
+                await self.aclose()
 
     async def _renewing(self) -> None:
         while True:
             await anyio.sleep(self.lease_seconds / 3)
+            for journal in self._journals:
+                try:
+                    await journal.renew()
+                except errors.CoordinatorError as exc:
+                    log.warning("%s (the claims expire after %g s)", exc, self.lease_seconds)
             if not self._held:
                 continue
             args = [repr(self.lease_seconds), *sorted(self._held)]

@@ -209,3 +209,42 @@ def test_the_coordinators_repr_and_errors_hide_the_redis_password() -> None:
     coordinator = RedisCoordinator("redis://user:s3cret-pw@127.0.0.1:1/0")
     assert "s3cret-pw" not in repr(coordinator)
     assert coordinator.url == "redis://127.0.0.1:1/0"
+
+
+SHARED_WORKER = Path(__file__).with_name("shared_batch_worker.py")
+
+
+async def test_three_workers_share_a_batch_one_killed_twice_and_each_input_is_created_once(
+    sim: FakeEvolink, redis_server: RedisServer
+) -> None:
+    total = 120
+    args = [sys.executable, str(SHARED_WORKER), sim.base_url, sim.api_key, redis_server.url, "shared-120", str(total)]
+    reported: list[str] = []
+
+    async def worker(task_status: anyio.abc.TaskStatus[anyio.abc.Process] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with await anyio.open_process(args, stderr=None) as proc:
+            task_status.started(proc)
+            assert proc.stdout is not None
+            async for chunk in proc.stdout:
+                reported.append(chunk.decode())
+            await proc.wait()
+
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tg:
+            victim = await tg.start(worker)
+            for _ in range(2):
+                tg.start_soon(worker)
+            for threshold in (20, 60):
+                await until(lambda threshold=threshold: sim.stats.creates >= threshold, limit=60)
+                victim.send_signal(signal.SIGKILL)  # mid-batch: its claims run out, the others take over
+                victim = await tg.start(worker)
+    assert sim.stats.creates == total, "each input created exactly once across all workers"
+    reader = RedisCoordinator(redis_server.url, namespace="batch-test")
+    journal = reader.journal("shared-120")
+    entries = [await journal.get(i) for i in range(total)]
+    await reader.aclose()
+    assert all(e is not None and e.state == "completed" for e in entries)
+    lines = "".join(reported).splitlines()
+    done = {int(line.split()[1]) for line in lines if line.startswith("outcome") and line.endswith(" ok")}
+    assert len(done) >= total - 2 * 6, "every input reported once by the worker that finished it (bar the killed)"
+    assert sum(line.startswith("finished") for line in lines) == 3
