@@ -392,9 +392,9 @@ class BatchRun:
         """Inputs another worker held: wait until they are done there, or take them over if it died."""
         while self._deferred:
             pending, self._deferred = self._deferred, []
+            done = await self._journal.finished_among([index for index, _ in pending])
             for index, item in pending:
-                entry = await self._journal.get(index)
-                if entry is not None and entry.state in ("completed", "failed"):
+                if index in done:
                     self.stats.skipped += 1
                     continue
                 slot = Slot(self._cap)
@@ -402,7 +402,8 @@ class BatchRun:
                 if not await self._submit(index, item, slot, out):
                     return
             if self._deferred:
-                await anyio.sleep(self._journal.lease_seconds / 3)
+                # Soon enough to end with the others, and to take over as soon as a dead worker's claims run out.
+                await anyio.sleep(min(0.5, self._journal.lease_seconds / 3))
 
     async def _drained(self) -> None:
         """Every input is launched or decided: wait until the launched ones are final too."""

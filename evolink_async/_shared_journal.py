@@ -133,6 +133,18 @@ class SharedJournal:
             sources=tuple(data["sources"]) if data.get("sources") is not None else None,
         )
 
+    async def finished_among(self, indices: list[int]) -> set[int]:
+        """Which of these inputs are final (read in chunks: a worker may wait on many)."""
+        done: set[int] = set()
+        for start in range(0, len(indices), 1000):
+            chunk = indices[start : start + 1000]
+            fields = [str(i) for i in chunk]
+            raws = await self._call("read the journal", lambda f=fields: self._redis.hmget(self._items, f))
+            for index, raw in zip(chunk, raws):
+                if raw is not None and json.loads(raw).get("state") in ("completed", "failed"):
+                    done.add(index)
+        return done
+
     async def _update(self, index: int, **changes: Any) -> None:
         raw = await self._call("read the journal", lambda: self._redis.hget(self._items, str(index)))
         data = json.loads(raw) if raw else {}
