@@ -59,19 +59,20 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 # Each benchmark exits 1 when it misses a target; run them all and fail at the end if any did.
-bench: $(BENCH_STAMP)
+bench: $(BENCH_STAMP) $(SYSTEM_STAMP)
 	status=0; \
-	for b in polling batch callbacks pace scale; do \
+	for b in polling batch callbacks pace scale coordinated; do \
 		$(BIN)/python benchmarks/$$b.py || status=1; \
 	done; \
 	exit $$status
 
 # A smoke test of the new benchmarks (a tiny slice of each, about 30 s): figures only, exits 0 unless one breaks.
 # It needs no `bench` extra: without openai-python, batch.py --quick leaves that client out.
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) $(SYSTEM_STAMP)
 	$(BIN)/python benchmarks/pace.py --quick
 	$(BIN)/python benchmarks/batch.py --quick
 	$(BIN)/python benchmarks/scale.py --quick
+	$(BIN)/python benchmarks/coordinated.py --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -248,3 +248,29 @@ async def test_three_workers_share_a_batch_one_killed_twice_and_each_input_is_cr
     done = {int(line.split()[1]) for line in lines if line.startswith("outcome") and line.endswith(" ok")}
     assert len(done) >= total - 2 * 6, "every input reported once by the worker that finished it (bar the killed)"
     assert sum(line.startswith("finished") for line in lines) == 3
+
+
+async def test_the_shared_batch_example_runs_as_two_workers(
+    sim: FakeEvolink, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"[duration:0.2] prompt {i}\n" for i in range(10)))
+    example = WORKER.parent.parent / "examples" / "shared_batch.py"
+    args = [sys.executable, str(example), str(prompts), "--redis", redis_server.url, "--name", "example"]
+    args += ["--lease", "2", "--out", str(tmp_path / "out")]
+    env = {**os.environ, "EVOLINK_BASE_URL": sim.base_url, "EVOLINK_API_KEY": sim.api_key}
+    outputs: list[str] = []
+
+    async def worker() -> None:
+        result = await anyio.run_process(args, env=env, check=False)
+        assert result.returncode == 0, result.stderr.decode()
+        outputs.append(result.stdout.decode())
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker)
+            tg.start_soon(worker)
+    assert sim.stats.creates == 10
+    assert len(list((tmp_path / "out").glob("*.png"))) == 10
+    reported = [line for out in outputs for line in out.splitlines() if line.endswith(" ok")]
+    assert sorted(int(line.split()[0]) for line in reported) == list(range(10))
