@@ -18,7 +18,18 @@ DEBIAN_PACKAGES := redis-server:redis-server
 SYSTEM_STAMP := .system-deps.stamp
 
 $(SYSTEM_STAMP): Makefile
-	@missing=""; for pair in $(DEBIAN_PACKAGES); do 		cmd=$${pair#*:}; pkg=$${pair%%:*}; 		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; 	done; 	if [ -n "$$missing" ]; then 		echo "installing Debian packages:$$missing"; 		if [ "$$(id -u)" = 0 ]; then apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; 		else sudo -n true 2>/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null || 			{ echo "please install:$$missing (apt-get install$$missing)"; exit 1; }; fi; 	fi
+	@missing=""; for pair in $(DEBIAN_PACKAGES); do \
+		cmd=$${pair#*:}; pkg=$${pair%%:*}; \
+		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+		elif sudo -n true 2>/dev/null; then \
+			sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+		else echo "please install:$$missing (apt-get install$$missing)"; exit 1; fi; \
+	fi
 	touch $(SYSTEM_STAMP)
 
 system-deps: $(SYSTEM_STAMP)
