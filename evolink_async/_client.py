@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import types
+import weakref
 from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,7 +48,15 @@ if TYPE_CHECKING:
     else:
         from typing_extensions import Unpack
 
-__all__ = ("AsyncClient", "OnUpdate")
+__all__ = ("AsyncClient", "OnUpdate", "live_clients")
+
+# The clients alive in this process, for gauges (evolink_async.otel): a weak set, so a client is never kept.
+_LIVE: weakref.WeakSet[AsyncClient] = weakref.WeakSet()
+
+
+def live_clients() -> list[AsyncClient]:
+    """The clients alive in this process that are not closed."""
+    return [client for client in list(_LIVE) if not client.is_closed]
 
 
 def _task_id_of(task: Task | str) -> str:
@@ -125,6 +134,7 @@ class AsyncClient:
             max_bytes=limits.max_download_bytes,
         )
         self._callbacks: CallbackReceiver | None = None
+        _LIVE.add(self)
 
     def __repr__(self) -> str:
         queued = self._engine.slots.statistics().tasks_waiting
@@ -139,6 +149,11 @@ class AsyncClient:
     def in_flight(self) -> int:
         """Tasks of this client (``generate`` calls and batch inputs) holding an in-flight slot right now."""
         return int(self._engine.slots.borrowed_tokens)
+
+    @property
+    def queued(self) -> int:
+        """Requests of this client waiting for their turn in the pace right now."""
+        return self._rate.queued
 
     @property
     def waiting(self) -> int:

@@ -20,6 +20,7 @@ import anyio
 from . import errors
 from ._config import RetryPolicy, Timeouts
 from ._retry import parse_retry_after, retrying
+from ._transport import TRACE_CONFIGS
 from ._version import __version__
 from .models import Task
 
@@ -91,6 +92,7 @@ class Downloader:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
                 headers={"User-Agent": f"evolink-async/{__version__}"},
+                trace_configs=list(TRACE_CONFIGS) or None,
             )
         return self._session
 

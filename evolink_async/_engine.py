@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from . import errors
+from . import errors, events
 from ._api import API
 from ._callbacks import CallbackRegistry
 from ._config import Limits, PollPolicy, Timeouts
@@ -180,11 +180,21 @@ class Engine:
         with_callback = self.callback_url is not None and request.callback_url is None
         if with_callback:
             body["callback_url"] = self.callback_url
+        traced = events.active()
+        if traced:
+            events.emit(events.CreateStarted(key, request.kind, request.model))
+            started = time.monotonic()
         try:
             created = await self.api.create(request.endpoint, body, key)
-        except errors.SubmissionUnknownError as exc:
-            exc.request = request  # as sent: a resubmission with the key needs the same URLs of its uploads
+        except BaseException as exc:
+            if isinstance(exc, errors.SubmissionUnknownError):
+                exc.request = request  # as sent: a resubmission with the key needs the same URLs of its uploads
+            if traced:
+                events.emit(events.CreateFailed(key, exc))
             raise
+        if traced:
+            elapsed = time.monotonic() - started
+            events.emit(events.TaskSubmitted(key, created.task, request.kind, elapsed, created.replayed))
         if with_callback:
             self.callback_registry.expect(created.task.id)
         if created.replayed:

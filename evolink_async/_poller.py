@@ -24,7 +24,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from . import errors
+from . import errors, events
 from ._api import API
 from ._callbacks import CallbackRegistry
 from ._config import PollPolicy, Timeouts
@@ -79,6 +79,9 @@ class Watch:
     first_inline: bool = False
     #: Submitted with our callback URL: the poller keeps only a slow safety-net schedule for it.
     callback: bool = False
+    #: Reads that saw this task, and when the last one did (for the events: reads per task, detection lag).
+    reads: int = 0
+    read_at: float | None = None
     #: Set (and dropped) on every change; made only when someone sleeps on it, since most reads find
     #: nobody asleep yet and an Event per read is a measurable cost in large batches.
     _changed: anyio.Event | None = None
@@ -113,8 +116,19 @@ class Watch:
         return self.error is not None or (self.task is not None and self.task.is_final)
 
     def update(self, task: Task) -> None:
-        self.task = task
+        previous, self.task = self.task, task
+        if events.active():
+            self._tell(previous, task)
         self.wake()
+
+    def _tell(self, previous: Task | None, task: Task) -> None:
+        now = time.monotonic()
+        if task.is_final and (previous is None or not previous.is_final):
+            since = None if self.read_at is None else now - self.read_at
+            events.emit(events.TaskFinished(task, now - self.started, self.reads, since))
+        elif previous is None or (previous.raw_status, previous.progress) != (task.raw_status, task.progress):
+            events.emit(events.TaskUpdated(task))
+        self.read_at = now
 
     def fail(self, error: errors.EvolinkError) -> None:
         if self.error is None:
@@ -283,6 +297,7 @@ class Poller:
         """A fresh read from elsewhere (get_task, a callback): share it with waiters."""
         w = self._watches.get(task.id)
         if w is not None and not w.done:
+            w.reads += 1
             w.update(task)
             w.failures = 0
             if not task.is_final and not w.reading:
@@ -513,6 +528,9 @@ class Poller:
 
     async def _refresh_one(self, w: Watch) -> None:
         async with Slot(self._reads):
+            traced = events.active()
+            if traced:
+                events.emit(events.ReadStarted(w.task_id))  # a tracer makes the read's HTTP span the task's child
             try:
                 task = await self._api.get(w.task_id, urgent=True, timeout=self._timeouts.poll, max_attempts=2)
             except errors.EvolinkError as exc:
@@ -524,11 +542,15 @@ class Poller:
             except Exception as exc:  # never lose an exception: hand it to the waiter
                 self._deliver_error(w, _unexpected(exc))
                 return
+            finally:
+                if traced:
+                    events.emit(events.ReadEnded(w.task_id))
         self._apply(w, task)
 
     def _apply(self, w: Watch, task: Task) -> None:
         w.reading = False
         w.failures = 0
+        w.reads += 1
         if w.done:
             return
         if w.callback and task.is_final and not self._callback_miss_reported and not self._announced(w.task_id):

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import anyio
 
+from . import events
 from ._config import RetryPolicy
 
 __all__ = ("Decide", "backoff_delay", "parse_retry_after", "retrying")
@@ -86,4 +87,6 @@ async def retrying(
             hint = None if verdict is True else float(verdict)
             delay = backoff_delay(policy, number, hint)
             log.info("%s failed (%s); retry %d/%d in %.2fs", what, exc, number, attempts - 1, delay)
+            if events.active():
+                events.emit(events.RetryScheduled(what, number, delay, f"{type(exc).__name__}: {exc}"))
         await anyio.sleep(delay)

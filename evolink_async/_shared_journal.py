@@ -140,7 +140,7 @@ class SharedJournal:
             chunk = indices[start : start + 1000]
             fields = [str(i) for i in chunk]
             raws = await self._call("read the journal", lambda f=fields: self._redis.hmget(self._items, f))
-            for index, raw in zip(chunk, raws):
+            for index, raw in zip(chunk, raws, strict=True):
                 if raw is not None and json.loads(raw).get("state") in ("completed", "failed"):
                     done.add(index)
         return done

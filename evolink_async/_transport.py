@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
 
-from . import errors
+from . import errors, events
 from ._config import Timeouts
 from ._retry import parse_retry_after
 from ._version import __version__
 
-__all__ = ("Response", "Transport", "error_from_response")
+__all__ = ("TRACE_CONFIGS", "Response", "Transport", "error_from_response")
+
+#: aiohttp trace configs given to every session the SDK makes from now on (``evolink_async.otel`` adds one).
+TRACE_CONFIGS: list[aiohttp.TraceConfig] = []
 
 _USER_AGENT = f"evolink-async/{__version__}"
 _REQUEST_ID_HEADERS = ("x-request-id", "x-oneapi-request-id")
@@ -102,6 +107,7 @@ class Transport:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.base_url = base_url
+        self._host = urlsplit(base_url).netloc
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
         self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
@@ -120,7 +126,9 @@ class Transport:
         loop = asyncio.get_running_loop()
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections)
-            self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": _USER_AGENT})
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers={"User-Agent": _USER_AGENT}, trace_configs=list(TRACE_CONFIGS) or None
+            )
             self._loop = loop
         elif self._loop is not None and loop is not self._loop:
             # Connections belong to the loop that opened them: say so, rather than aiohttp's "Event loop is
@@ -163,6 +171,10 @@ class Transport:
             headers = {**headers, "Idempotency-Key": idempotency_key}
         client_timeout = self._client_timeout(timeout if timeout is not None else self.timeouts.request)
         self.requests_sent += 1
+        traced = events.active()
+        if traced:
+            events.emit(events.RequestSent(method, self._host, path))
+            started = time.monotonic()
         failure: errors.APIConnectionError | None = None
         try:
             async with self._get_session().request(
@@ -173,6 +185,11 @@ class Transport:
                 resp_headers: Mapping[str, str] = resp.headers
         except (aiohttp.ClientError, OSError, TimeoutError, asyncio.TimeoutError) as exc:
             failure = self._connection_error(method, path, client_timeout, exc)
+        if traced:
+            status_seen = None if failure is not None else status
+            error_seen = None if failure is None else type(failure).__name__
+            elapsed = time.monotonic() - started
+            events.emit(events.RequestAnswered(method, self._host, path, status_seen, elapsed, error_seen))
         if failure is not None:
             # Raised outside the except block: its __context__ stays empty, so aiohttp's error (whose
             # request_info holds our Authorization header) is reachable only where _connection_error allows.

@@ -1,0 +1,190 @@
+"""OpenTelemetry tracing and metrics for evolink_async (``pip install 'evolink-async[otel]'``)::
+
+    from evolink_async import otel
+    otel.instrument()            # before making clients; the global providers unless given
+
+- HTTP spans (and HTTP client metrics) come from ``opentelemetry-instrumentation-aiohttp-client``, on the SDK's own
+  sessions only (API, files API and downloads), never on the application's other aiohttp sessions.
+- One span per task, from the create to the final state, following the GenAI semantic conventions where they fit:
+  ``gen_ai.operation.name`` (``generate_content``), ``gen_ai.provider.name`` (``evolink``),
+  ``gen_ai.request.model``, ``gen_ai.response.id`` (the task id), ``gen_ai.output.type`` (image, video, audio),
+  plus ``evolink.task.status``, ``evolink.task.reads``, ``evolink.task.credits``; its create's and its own
+  status reads' HTTP spans are its children (reads of many tasks at once, ``POST /v1/tasks/batch``, are not).
+  A failed or cancelled task's span has an error status with the task's error code.
+- Metrics: ``evolink.task.duration`` (s), ``evolink.task.detection_lag`` (s: from the read before the one that saw
+  the task final; an upper bound), ``evolink.task.reads``, ``evolink.requests`` (by method, host and outcome),
+  ``evolink.tasks.in_flight`` and ``evolink.requests.queued`` (gauges over the live clients),
+  ``evolink.credits.used``.
+
+No attribute holds the API key: spans and metrics are built from events (``evolink_async.events``), which carry none.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import attrs
+
+try:
+    from opentelemetry import context, metrics, trace
+    from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError("evolink_async.otel needs the otel extra: pip install 'evolink-async[otel]'") from exc
+
+from . import events
+from ._client import live_clients
+from ._transport import TRACE_CONFIGS
+from ._version import __version__
+
+__all__ = ("Instrumentation", "instrument")
+
+_MAX_OPEN = 100_000  # task spans kept open at once (a wait that never ended must not grow this forever)
+
+
+@attrs.define
+class Instrumentation:
+    """What :func:`instrument` set up; ``uninstrument()`` stops it (sessions made meanwhile keep their tracing)."""
+
+    _unsubscribe: Any
+    _config: Any
+
+    def uninstrument(self) -> None:
+        self._unsubscribe()
+        if self._config in TRACE_CONFIGS:
+            TRACE_CONFIGS.remove(self._config)
+
+
+def instrument(tracer_provider: Any = None, meter_provider: Any = None) -> Instrumentation:
+    """Trace and measure every client made from now on (``None``: the global providers)."""
+    config = create_trace_config(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    TRACE_CONFIGS.append(config)
+    telemetry = _Telemetry(
+        trace.get_tracer("evolink_async", __version__, tracer_provider=tracer_provider),
+        metrics.get_meter("evolink_async", __version__, meter_provider=meter_provider),
+    )
+    return Instrumentation(events.subscribe(telemetry.on_event), config)
+
+
+class _Telemetry:
+    """Spans and metrics from the SDK's events."""
+
+    def __init__(self, tracer: Any, meter: Any) -> None:
+        self._tracer = tracer
+        self._creating: dict[str, tuple[Any, Any]] = {}
+        self._tasks: OrderedDict[str, Any] = OrderedDict()
+        self._reading: dict[str, Any] = {}
+        self._duration = meter.create_histogram("evolink.task.duration", unit="s", description="submit to final")
+        self._lag = meter.create_histogram(
+            "evolink.task.detection_lag", unit="s", description="read before the final one to the final one"
+        )
+        self._reads = meter.create_histogram("evolink.task.reads", unit="{read}", description="status reads per task")
+        self._requests = meter.create_counter("evolink.requests", unit="{request}", description="HTTP requests")
+        self._credits = meter.create_counter("evolink.credits.used", unit="{credit}", description="credits charged")
+        meter.create_observable_gauge("evolink.tasks.in_flight", callbacks=[_in_flight], unit="{task}")
+        meter.create_observable_gauge("evolink.requests.queued", callbacks=[_queued], unit="{request}")
+
+    def on_event(self, event: Any) -> None:
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
+    def _create_started(self, event: events.CreateStarted) -> None:
+        span = self._tracer.start_span(
+            f"generate_content {event.model}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "generate_content",
+                "gen_ai.provider.name": "evolink",
+                "gen_ai.request.model": event.model,
+                "gen_ai.output.type": event.kind,
+            },
+        )
+        # The create's HTTP spans (retries too) are made in this task, under this span.
+        self._creating[event.idempotency_key] = (span, context.attach(trace.set_span_in_context(span)))
+
+    def _submitted(self, event: events.TaskSubmitted) -> None:
+        span, token = self._creating.pop(event.idempotency_key, (None, None))
+        if span is None:
+            return
+        context.detach(token)
+        span.set_attribute("gen_ai.response.id", event.task.id)
+        if event.replayed:
+            span.set_attribute("evolink.create.replayed", True)
+        self._tasks[event.task.id] = span
+        if len(self._tasks) > _MAX_OPEN:
+            _, oldest = self._tasks.popitem(last=False)
+            oldest.end()
+
+    def _create_failed(self, event: events.CreateFailed) -> None:
+        span, token = self._creating.pop(event.idempotency_key, (None, None))
+        if span is None:
+            return
+        context.detach(token)
+        span.record_exception(event.error)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, type(event.error).__name__))
+        span.end()
+
+    def _read_started(self, event: events.ReadStarted) -> None:
+        span = self._tasks.get(event.task_id)
+        if span is not None:
+            self._reading[event.task_id] = context.attach(trace.set_span_in_context(span))
+
+    def _read_ended(self, event: events.ReadEnded) -> None:
+        token = self._reading.pop(event.task_id, None)
+        if token is not None:
+            context.detach(token)
+
+    def _updated(self, event: events.TaskUpdated) -> None:
+        span = self._tasks.get(event.task.id)
+        if span is not None:
+            span.add_event(
+                "evolink.task.update", {"status": event.task.raw_status, "progress": event.task.progress or 0}
+            )
+
+    def _finished(self, event: events.TaskFinished) -> None:
+        task = event.task
+        attributes = {"gen_ai.request.model": task.model or "", "evolink.task.status": task.raw_status}
+        self._duration.record(event.elapsed, attributes)
+        self._reads.record(event.reads, attributes)
+        if event.since_last_read is not None:
+            self._lag.record(event.since_last_read, attributes)
+        used = task.usage.credits_used if task.usage is not None else None
+        if used:
+            self._credits.add(used, {"gen_ai.request.model": task.model or ""})
+        span = self._tasks.pop(task.id, None)
+        if span is None:
+            return
+        span.set_attribute("evolink.task.status", task.raw_status)
+        span.set_attribute("evolink.task.reads", event.reads)
+        if used is not None:
+            span.set_attribute("evolink.task.credits", used)
+        if task.status.value in ("failed", "cancelled"):
+            code = task.error.code if task.error is not None and task.error.code else task.raw_status
+            span.set_attribute("error.type", code)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, code))
+        span.end()
+
+    def _answered(self, event: events.RequestAnswered) -> None:
+        outcome = str(event.status) if event.status is not None else (event.error or "error")
+        self._requests.add(1, {"http.request.method": event.method, "server.address": event.host, "outcome": outcome})
+
+
+_HANDLERS: dict[type, Any] = {
+    events.CreateStarted: _Telemetry._create_started,
+    events.TaskSubmitted: _Telemetry._submitted,
+    events.CreateFailed: _Telemetry._create_failed,
+    events.ReadStarted: _Telemetry._read_started,
+    events.ReadEnded: _Telemetry._read_ended,
+    events.TaskUpdated: _Telemetry._updated,
+    events.TaskFinished: _Telemetry._finished,
+    events.RequestAnswered: _Telemetry._answered,
+}
+
+
+def _in_flight(options: Any) -> list[metrics.Observation]:
+    return [metrics.Observation(sum(client.in_flight for client in live_clients()))]
+
+
+def _queued(options: Any) -> list[metrics.Observation]:
+    return [metrics.Observation(sum(client.queued for client in live_clients()))]
