@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: system-deps test lint imports typecheck chaos pytest demo bench bench-quick clean
+.PHONY: system-deps test lint imports typecheck chaos pytest release-check demo bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -23,11 +23,19 @@ $(SYSTEM_STAMP): Makefile
 
 system-deps: $(SYSTEM_STAMP)
 
+# The release check: an sdist and a wheel built (the wheel from the sdist, as `python -m build` does) into a
+# fresh temporary directory, removed on exit, and their metadata checked by twine. The pytest run that follows
+# gets the directory as EVOLINK_DIST: tests/test_release.py installs that wheel into a fresh venv and runs
+# `evolink demo` from it. Used as the start of a shell line: `$(BUILD_DIST) && ... "$$dist" ...`.
+BUILD_DIST = dist=$$(mktemp -d) && trap 'rm -rf "$$dist"' EXIT && \
+	$(BIN)/python -m build --quiet --outdir "$$dist" . && \
+	$(BIN)/twine check --strict "$$dist"/*.whl "$$dist"/*.tar.gz
+
 test: $(STAMP) $(SYSTEM_STAMP)
 	$(BIN)/ruff check evolink_async tests benchmarks examples
 	$(BIN)/mypy --strict evolink_async
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BUILD_DIST) && EVOLINK_DIST="$$dist" $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check evolink_async tests benchmarks examples
@@ -41,6 +49,9 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
+
+release-check: $(STAMP)
+	$(BUILD_DIST) && EVOLINK_DIST="$$dist" $(BIN)/python -m pytest -p no:cacheprovider tests/test_release.py
 
 demo: $(STAMP)
 	$(BIN)/evolink demo
