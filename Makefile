@@ -38,8 +38,9 @@ BUILD_DIST = dist=$$(mktemp -d) && trap 'rm -rf "$$dist"' EXIT && \
 	$(BIN)/python -m build --quiet --outdir "$$dist" . && \
 	$(BIN)/twine check --strict "$$dist"/*.whl "$$dist"/*.tar.gz
 
-# The site is built with warnings as errors: a broken link, anchor or API reference fails it.
-MKDOCS = NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+# The site is built with warnings as errors: a broken link, anchor or API reference fails it. Not --quiet:
+# it hides the warnings from --strict too, and a broken link then passes.
+MKDOCS = NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 test: $(STAMP) $(DOCS_STAMP) $(SYSTEM_STAMP)
 	$(BIN)/ruff check evolink_async tests benchmarks examples tools
