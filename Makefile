@@ -15,11 +15,22 @@ $(STAMP): pyproject.toml
 # installed here when missing, so `make test` works on a fresh machine. apt-get needs root (CI runs as root);
 # without it, say what to install.
 DEBIAN_PACKAGES := redis-server:redis-server
-SYSTEM_STAMP := $(VENV)/.system-deps
+SYSTEM_STAMP := .system-deps.stamp
 
 $(SYSTEM_STAMP): Makefile
-	@missing=""; for pair in $(DEBIAN_PACKAGES); do 		cmd=$${pair#*:}; pkg=$${pair%%:*}; 		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; 	done; 	if [ -n "$$missing" ]; then 		echo "installing Debian packages:$$missing"; 		if [ "$$(id -u)" = 0 ]; then apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; 		else sudo -n true 2>/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null || 			{ echo "please install:$$missing (apt-get install$$missing)"; exit 1; }; fi; 	fi
-	mkdir -p $(VENV) && touch $(SYSTEM_STAMP)
+	@missing=""; for pair in $(DEBIAN_PACKAGES); do \
+		cmd=$${pair#*:}; pkg=$${pair%%:*}; \
+		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+		elif sudo -n true 2>/dev/null; then \
+			sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+		else echo "please install:$$missing (apt-get install$$missing)"; exit 1; fi; \
+	fi
+	touch $(SYSTEM_STAMP)
 
 system-deps: $(SYSTEM_STAMP)
 
@@ -86,19 +97,20 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 # Each benchmark exits 1 when it misses a target; run them all and fail at the end if any did.
-bench: $(BENCH_STAMP)
+bench: $(BENCH_STAMP) $(SYSTEM_STAMP)
 	status=0; \
-	for b in polling batch callbacks pace scale; do \
+	for b in polling batch callbacks pace scale coordinated; do \
 		$(BIN)/python benchmarks/$$b.py || status=1; \
 	done; \
 	exit $$status
 
 # A smoke test of the new benchmarks (a tiny slice of each, about 30 s): figures only, exits 0 unless one breaks.
 # It needs no `bench` extra: without openai-python, batch.py --quick leaves that client out.
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) $(SYSTEM_STAMP)
 	$(BIN)/python benchmarks/pace.py --quick
 	$(BIN)/python benchmarks/batch.py --quick
 	$(BIN)/python benchmarks/scale.py --quick
+	$(BIN)/python benchmarks/coordinated.py --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site

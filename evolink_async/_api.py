@@ -76,7 +76,10 @@ class API:
         idempotency_key: str | None = None,
         decide: Decide | None = None,
     ) -> Response:
-        data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
+        try:
+            data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode() if body is not None else None
+        except ValueError as exc:  # Infinity / NaN: not JSON, and never sent
+            raise errors.ValidationError("request", f"a field is not a finite number: {exc}") from None
 
         async def attempt() -> Response:
             await self.pace.acquire(urgent=urgent)
@@ -87,7 +90,7 @@ class API:
             except errors.RateLimitError as exc:
                 # The pause is capped like the retry delay: a huge Retry-After must not stall every request.
                 hint = exc.retry_after
-                self.pace.on_rate_limited(None if hint is None else min(hint, self.retry.max_retry_after))
+                await self.pace.rate_limited(None if hint is None else min(hint, self.retry.max_retry_after))
                 raise
             self.pace.on_success()
             return resp

@@ -15,7 +15,7 @@ import os
 import types
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import anyio
 import anyio.abc
@@ -38,7 +38,7 @@ from ._requests import (
     request_fields,
 )
 from ._slots import Slot
-from .models import REQUEST_KINDS, AudioRequest, ImageRequest, Request, Task, TaskStatus, VideoRequest
+from .models import REQUEST_KINDS, AudioRequest, ImageRequest, Request, Task, TaskStatus, VideoRequest, is_local_source
 
 __all__ = ("BatchInput", "BatchRun", "BatchStats", "Outcome")
 
@@ -46,6 +46,7 @@ log = logging.getLogger("evolink_async")
 
 # Workers started per event-loop iteration (see BatchRun._produce).
 _SPAWN_CHUNK = 64
+
 
 #: What ``generate_many`` accepts per input: a prompt (an image), a request of any kind, or a mapping of request
 #: fields (``"type": "video"`` or ``"audio"`` picks the kind; images by default).
@@ -82,6 +83,11 @@ class Outcome:
         return getattr(self.error, "task_id", None)
 
 
+#: What ``_launch`` returns for an input this worker does not report: another worker of a shared batch has it
+#: (compared by identity, never delivered).
+_ELSEWHERE = Outcome(index=-1, input=None)
+
+
 @attrs.define
 class BatchStats:
     """Live counters of a batch run (what a progress bar shows)."""
@@ -94,10 +100,24 @@ class BatchStats:
     resumed: int = 0
     in_flight: int = 0
     committed_credits: float = 0.0
+    #: Inputs of a shared batch (``coordinator.journal``) that another worker finished: reported there, not here.
+    skipped: int = 0
 
     @property
     def done(self) -> int:
         return self.completed + self.failed + self.not_submitted
+
+
+class _Price:
+    """What a task of one price class (an endpoint and a model: an image, a video of a model...) costs."""
+
+    __slots__ = ("known", "missing", "probing", "value")
+
+    def __init__(self, value: float | None) -> None:
+        self.value = value
+        self.missing = False  # the API told no price
+        self.probing = False  # an input of this class is finding out the price
+        self.known = anyio.Event()
 
 
 @attrs.define(slots=True)
@@ -107,7 +127,9 @@ class _Plan:
     key: str
     task_id: str | None = None
     estimate: float = 0.0  # credits committed for it so far
-    probe: bool = False  # its create tells the price
+    probe: bool = False  # its create tells the price (of its price class)
+    price: _Price | None = None  # its price class, when a budget is kept
+    sent: Request | None = None  # the request as sent, when its local files were uploaded first
     resumed: bool = False
     created: bool = False
     finished: bool = False  # the engine called back: final, or its wait ended
@@ -231,14 +253,18 @@ class BatchRun:
         self._check_at: int | None = None
         self._checked: anyio.Event | None = None
         self.budget = budget
-        self._price: float | None = cost_per_task
-        self._price_known = anyio.Event()
-        self._probing = False
-        self._price_missing = False
+        self._cost_per_task = cost_per_task
+        # By price class: a batch may mix images and videos of several models, each at its own price.
+        self._prices: dict[tuple[str, str], _Price] = {}
         self._fatal: errors.JournalError | None = None
         self._input_error: Exception | None = None
         self._download_to = Path(download_to) if download_to is not None else None
-        self._journal = Journal(journal) if journal is not None else None
+        self._journal: Any = None
+        if journal is not None:
+            self._journal = journal if getattr(journal, "shared", False) else Journal(journal)
+        self._shared = self._journal is not None and getattr(self._journal, "shared", False)
+        # Inputs of a shared batch that another live worker holds: revisited once the inputs are all pulled.
+        self._deferred: list[tuple[int, Any]] = []
         self._timeout = timeout
         self._fields = dict(fields)
         self.stats = BatchStats()
@@ -348,6 +374,8 @@ class BatchRun:
                         if started % _SPAWN_CHUNK == _SPAWN_CHUNK - 1:
                             # A checkpoint: never hold the loop for thousands of starts.
                             await anyio.lowlevel.checkpoint()
+                if self._shared:
+                    await self._revisit(send)
                 await self._drained()
                 finals_send.close()  # the finishers drain what is queued, then end
         finally:
@@ -359,6 +387,23 @@ class BatchRun:
             if aclose is not None:
                 with anyio.CancelScope(shield=True):
                     await aclose()
+
+    async def _revisit(self, out: MemoryObjectSendStream[Outcome]) -> None:
+        """Inputs another worker held: wait until they are done there, or take them over if it died."""
+        while self._deferred:
+            pending, self._deferred = self._deferred, []
+            done = await self._journal.finished_among([index for index, _ in pending])
+            for index, item in pending:
+                if index in done:
+                    self.stats.skipped += 1
+                    continue
+                slot = Slot(self._cap)
+                await slot.acquire()
+                if not await self._submit(index, item, slot, out):
+                    return
+            if self._deferred:
+                # Soon enough to end with the others, and to take over as soon as a dead worker's claims run out.
+                await anyio.sleep(min(0.5, self._journal.lease_seconds / 3))
 
     async def _drained(self) -> None:
         """Every input is launched or decided: wait until the launched ones are final too."""
@@ -424,6 +469,11 @@ class BatchRun:
         """Launch one input, or hand over its outcome if it is decided at once; False when the run must stop."""
         try:
             outcome = await self._launch(index, item, slot)
+            if outcome is _ELSEWHERE:
+                slot.release()
+                return True
+            if outcome is not None and self._shared:
+                await self._journal.let_go(index)  # decided here without a final record: others may try it
         except errors.JournalError as exc:
             slot.release()
             self._stop(exc)
@@ -487,6 +537,9 @@ class BatchRun:
             return Outcome(index=index, input=item, error=exc)
         if self._refusal is not None:
             return Outcome(index, item, request, error=_not_submitted(self._refusal))
+        if self._shared and not await self._journal.claim(index):
+            self._deferred.append((index, item))  # another live worker has it
+            return _ELSEWHERE
         try:
             plan = await self._plan(index, item, request)  # a journal of other inputs raises JournalError here
         except errors.JournalError:
@@ -504,7 +557,7 @@ class BatchRun:
             # Inputs come in order, so the one checked is already being planned: no deadlock here.
             await self._checked.wait()
         plan.index, plan.input, plan.request, plan.slot, plan.run = index, item, request, slot, self
-        launched = await self._run(index, request, plan, plan)
+        launched = await self._run(index, plan.sent or request, plan, plan)
         if not plan.finished:
             self._following[index] = launched
         return None
@@ -592,30 +645,51 @@ class BatchRun:
                 "it belongs to another batch (use a new journal file)"
             )
         if entry.state in ("completed", "failed") and entry.task_json is not None:
+            if self._shared:
+                self.stats.skipped += 1  # done by a worker of this batch: reported by it
+                await journal.let_go(index)
+                return _ELSEWHERE
             return await self._resume_final(index, item, request, entry)
         self.stats.resumed += 1
         if entry.task_id is None:
             # Planned in an earlier run: its create may have reached EvoLink, so it is resubmitted with its
-            # key whatever the budget (a replay costs nothing again; losing a paid task would be worse).
-            estimate = self._price or 0.0
+            # key whatever the budget (a replay costs nothing again; losing a paid task would be worse) — and
+            # with the URLs its local files had then, so that the body is the same.
+            estimate = self._price_of(request).value or 0.0
             self.stats.committed_credits += estimate
-            return _Plan(entry.idempotency_key, estimate=estimate, resumed=True)
+            plan = _Plan(entry.idempotency_key, estimate=estimate, resumed=True, price=self._budget_price(request))
+            if entry.sources is not None:
+                plan.sent = attrs.evolve(cast(Any, request), image_urls=entry.sources)
+            return plan
         # Awaited by the task id the journal kept: nothing is sent again, and its credits were counted
         # when the run started (or, if the journal has none for it, are counted now).
         if entry.credits is not None:
             estimate = entry.credits
         else:
-            estimate = self._price or 0.0
+            estimate = self._price_of(request).value or 0.0
             self.stats.committed_credits += estimate
-        return _Plan(entry.idempotency_key, task_id=entry.task_id, estimate=estimate, resumed=True)
+        return _Plan(
+            entry.idempotency_key,
+            task_id=entry.task_id,
+            estimate=estimate,
+            resumed=True,
+            price=self._budget_price(request),
+        )
 
     async def _plan_new(self, index: int, item: Any, request: Request, fp: str) -> _Plan | Outcome:
-        """A first create: reserve its credits, record its key before it is sent."""
+        """A first create: upload its local files, reserve its credits, record its key (and the URLs of its
+        uploads) before it is sent."""
+        sent: Request | None = None
+        if any(is_local_source(source) for source in getattr(request, "image_urls", ())):
+            try:
+                sent = await self._engine.files.resolve(request)
+            except (errors.ValidationError, errors.UploadError) as exc:
+                return Outcome(index, item, request, error=exc)
         estimate, probe = await self._reserve_budget(request)
         if estimate < 0:
             why = (
                 "the API reported no price (usage.credits_reserved) to keep a budget by; pass cost_per_task"
-                if self._price_missing
+                if self._price_of(request).missing
                 else f"credits committed ({self.stats.committed_credits:g}) plus this task would exceed the "
                 f"budget of {self.budget:g}"
             )
@@ -623,11 +697,14 @@ class BatchRun:
                 f"not submitted: {why}", budget=self.budget or 0.0, committed=self.stats.committed_credits
             )
             return Outcome(index, item, request, error=error)
-        plan = _Plan(new_idempotency_key(), estimate=estimate, probe=probe)
+        plan = _Plan(
+            new_idempotency_key(), estimate=estimate, probe=probe, price=self._budget_price(request), sent=sent
+        )
         if self._journal is not None:
+            sources = list(getattr(sent, "image_urls", ())) if sent is not None else None
             try:
                 # Committed before the create is sent: a crash from here on is resumed with this key.
-                await self._journal.plan(index, fp, plan.key)
+                await self._journal.plan(index, fp, plan.key, sources)
             except BaseException:
                 self._not_created(plan)
                 raise
@@ -653,7 +730,7 @@ class BatchRun:
                 # The saved key with another body (e.g. a different callback URL this run): the task of the
                 # first run may exist, so this is unknown, not a refusal. Its estimate stays committed.
                 if plan.probe:
-                    self._end_probe()
+                    self._end_probe(plan)
                 raise errors.SubmissionUnknownError(
                     f"the saved Idempotency-Key was refused with this request ({exc}); the task "
                     "of the earlier run may exist",
@@ -661,7 +738,7 @@ class BatchRun:
                 ) from exc
             if isinstance(exc, errors.SubmissionUnknownError):
                 if plan.probe:
-                    self._end_probe()  # an unknown outcome keeps its estimate: the task may exist
+                    self._end_probe(plan)  # an unknown outcome keeps its estimate: the task may exist
                 raise
             self._not_created(plan)
             if isinstance(exc, _ACCOUNT_REFUSALS) and self._refusal is None:
@@ -679,14 +756,14 @@ class BatchRun:
         self._settle(plan.estimate, 0.0)
         plan.estimate = 0.0
         if plan.probe:
-            self._end_probe()  # others wait on the probe: never leave them waiting
+            self._end_probe(plan)  # others wait on the probe: never leave them waiting
 
     async def _created(self, index: int, plan: _Plan, task: Task) -> None:
         """The engine's hook once the create answered: learn the price, settle the estimate, record the id."""
         plan.created = True
         plan.task_id = task.id
         reserved = _reserved(task)
-        self._learn_price(reserved, probe=plan.probe)
+        self._learn_price(plan, reserved)
         actual = reserved if reserved is not None else plan.estimate
         self._settle(plan.estimate, actual)
         plan.estimate = actual
@@ -725,42 +802,64 @@ class BatchRun:
 
     # -- the budget ----------------------------------------------------------------------------------
 
+    def _price_of(self, request: Request) -> _Price:
+        key = (request.endpoint, request.model)
+        price = self._prices.get(key)
+        if price is None:
+            price = self._prices[key] = _Price(self._cost_per_task)
+        return price
+
+    def _budget_price(self, request: Request) -> _Price | None:
+        return self._price_of(request) if self.budget is not None else None
+
     async def _reserve_budget(self, request: Request) -> tuple[float, bool]:
         """Commit this input's expected credits: (estimate, whether it is the price probe); -1 when refused."""
         if self.budget is None:
             return 0.0, False
-        while self._price is None and not self._price_missing:
-            if not self._probing:
-                # This input's create will tell what a task costs: it may go if anything of the budget is left.
+        price = self._price_of(request)
+        while price.value is None and not price.missing:
+            if not price.probing:
+                # This input's create will tell what a task of its class costs: it may go if anything of the
+                # budget is left.
                 if self.stats.committed_credits >= self.budget:
                     return -1.0, False
-                self._probing = True
+                price.probing = True
                 return 0.0, True
-            # Another input is finding out the price: wait for it rather than guess.
-            await self._price_known.wait()
-        if self._price is None:
+            # Another input of this class is finding out the price: wait for it rather than guess.
+            await price.known.wait()
+        if price.value is None:
             return -1.0, False  # the API gave no price: fail closed rather than spend blind
-        if self.stats.committed_credits + self._price > self.budget + 1e-9:
+        if self.stats.committed_credits + price.value > self.budget + 1e-9:
             return -1.0, False
-        self.stats.committed_credits += self._price
-        return self._price, False
+        if self._shared and not await self._journal.reserve(price.value, self.budget):
+            return -1.0, False  # the budget is spent across the workers of the batch
+        self.stats.committed_credits += price.value
+        return price.value, False
 
-    def _learn_price(self, reserved: float | None, *, probe: bool) -> None:
+    def _learn_price(self, plan: _Plan, reserved: float | None) -> None:
+        price = plan.price
+        if price is None:
+            return
         if reserved is not None:
-            self._price = reserved if self._price is None else max(self._price, reserved)
-        elif probe and self._price is None:
-            self._price_missing = True
-        if probe:
-            self._end_probe()
+            price.value = reserved if price.value is None else max(price.value, reserved)
+        elif plan.probe and price.value is None:
+            price.missing = True
+        if plan.probe:
+            self._end_probe(plan)
 
-    def _end_probe(self) -> None:
-        """The probing input is done (priced, failed or cancelled): wake those waiting for the price."""
-        self._probing = False
-        event, self._price_known = self._price_known, anyio.Event()
+    def _end_probe(self, plan: _Plan) -> None:
+        """The probing input is done (priced, failed or cancelled): wake those waiting for its class's price."""
+        price = plan.price
+        if price is None:
+            return
+        price.probing = False
+        event, price.known = price.known, anyio.Event()
         event.set()
 
     def _settle(self, expected: float, actual: float) -> None:
         self.stats.committed_credits += actual - expected
+        if self._shared and actual != expected:
+            self._engine.spawn(self._journal.adjust, actual - expected)
 
 
 def _reserved(task: Task) -> float | None:

@@ -34,6 +34,8 @@ class CallbackStats:
     duplicates: int = 0
     rejected: int = 0
     confirm_failures: int = 0
+    #: Tasks confirmed here after a callback and relayed to the other processes (with a coordinator).
+    relayed: int = 0
 
 
 @attrs.define(slots=True)
@@ -62,12 +64,14 @@ class CallbackRegistry:
         read: Callable[[str], Awaitable[Any]],
         is_waited_on: Callable[[str], bool],
         spawn: Callable[..., bool],
+        relay: Callable[[Any], Awaitable[None]] | None = None,
         min_confirm_interval: float = 1.0,
         max_expected: int = _MAX_EXPECTED,
     ) -> None:
         self._read = read
         self._is_waited_on = is_waited_on
         self._spawn = spawn
+        self._relay = relay
         self.min_confirm_interval = min_confirm_interval
         self._max = max_expected
         self._expected: OrderedDict[str, _Expected] = OrderedDict()
@@ -107,6 +111,8 @@ class CallbackRegistry:
             # instead of leaning on the safety net.
             state.announced = True
         if not self._is_waited_on(task_id):
+            if self._relay is not None:
+                return self._relay_for_others(task_id)
             # Nobody waits on it: acknowledge so EvoLink stops retrying, and keep nothing more.
             self.stats.ignored += 1
             log.debug("callback for task %s ignored: not waiting on it", task_id)
@@ -131,6 +137,39 @@ class CallbackRegistry:
             self.stats.duplicates += 1
             return "duplicate"
         return "accepted"
+
+    def _relay_for_others(self, task_id: str) -> str:
+        """Another process may wait on it (replicas behind one callback URL): confirm, and relay if final."""
+        state = self._stray(task_id)
+        if state.confirming:
+            self.stats.duplicates += 1
+            return "duplicate"
+        state.confirming = True
+        if not self._spawn(self._confirm_and_relay, task_id, state):
+            state.confirming = False
+            return "closing"
+        return "accepted"
+
+    async def _confirm_and_relay(self, task_id: str, state: _Expected) -> None:
+        assert self._relay is not None
+        try:
+            for attempt in range(2):
+                # Our own read, as for a callback of our own: the callback's body is never relayed.
+                task = await self._read(task_id)
+                self.stats.confirmed += 1
+                if task.is_final:
+                    await self._relay(task)
+                    self.stats.relayed += 1
+                    return
+                if attempt == 0:
+                    await anyio.sleep(self.min_confirm_interval)  # the server may lag behind its callback
+        except Exception as exc:  # a relay that fails leaves the other process its safety net
+            self.stats.confirm_failures += 1
+            log.warning("could not confirm or relay the callback of task %s: %s", task_id, exc)
+        finally:
+            state.confirming = False
+            if self._strays.get(task_id) is state:
+                del self._strays[task_id]
 
     def _stray(self, task_id: str) -> _Expected:
         state = self._strays.get(task_id)

@@ -93,6 +93,12 @@ def _parse_line(path: Path, number: int, text: str) -> str | dict[str, Any]:
     return data
 
 
+def _seconds(text: str) -> float:
+    """A duration: sent as an integer when it is one (``8``, not ``8.0``)."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 def _image_source(item: Any) -> Any:
     """A reference image named on the command line or in a batch file: a URL, or a local file to upload."""
     if isinstance(item, str) and not item.startswith(("http://", "https://")):
@@ -179,14 +185,17 @@ async def cmd_audio(args: argparse.Namespace) -> int:
 
 async def cmd_upload(args: argparse.Namespace) -> int:
     out = _console()
-    sources = [_image_source(item) for item in args.files]
     async with _client(args) as client:
-        uploaded = [await client.upload(source) for source in sources]
-    if args.json:
-        out.print_json(data=[{"id": u.id, "url": u.url, "size": u.size, "expires_at": u.expires_at} for u in uploaded])
-    else:
-        for item in uploaded:
-            out.print(item.url, soft_wrap=True, markup=False)
+        for name in args.files:
+            # One at a time, each printed as it is done: a later failure loses none of the earlier URLs.
+            try:
+                item = await client.upload(_image_source(name))
+            except errors.EvolinkError as exc:
+                raise CLIError(f"{name}: {exc}", EXIT_USAGE if isinstance(exc, errors.ValidationError) else 1) from None
+            if args.json:
+                out.print_json(data={"file": name, "id": item.id, "url": item.url, "expires_at": item.expires_at})
+            else:
+                out.print(item.url, soft_wrap=True, markup=False)
     return EXIT_OK
 
 
@@ -553,7 +562,7 @@ def _add_media_commands(sub: Any) -> None:
     p = sub.add_parser("video", help="generate a video for one prompt (Sora, Veo, Kling, Seedance…)")
     p.add_argument("prompt")
     p.add_argument("--model", required=True, help="video model id, e.g. veo3.1-fast")
-    p.add_argument("--duration", type=float, help="seconds (each model has its range)")
+    p.add_argument("--duration", type=_seconds, help="seconds (each model has its range)")
     p.add_argument("--quality", help="480p, 720p, 1080p or 4k")
     p.add_argument("--aspect-ratio", help="16:9, 9:16, 1:1, 4:3, 3:4, 21:9 or adaptive")
     p.add_argument("--image", action="append", metavar="URL|FILE", help="image-to-video reference (repeatable)")
@@ -569,7 +578,7 @@ def _add_media_commands(sub: Any) -> None:
     p.add_argument("--instrumental", action="store_true", help="no vocals")
     p.add_argument("--style", help="style tags (custom mode)")
     p.add_argument("--title", help="song title (custom mode)")
-    p.add_argument("--duration", type=float, help="seconds, 30-240")
+    p.add_argument("--duration", type=_seconds, help="seconds, 30-240")
     p.add_argument("--negative-tags", help="styles to avoid")
     p.add_argument("--vocal-gender", choices=("m", "f"), help="custom mode")
     p.add_argument("--out", metavar="DIR", help="save the songs into DIR")

@@ -24,6 +24,7 @@ from ._config import (
     resolve_base_url,
     resolve_files_base_url,
 )
+from ._coordinator import Coordinator
 from ._download import Downloader
 from ._engine import Engine, OnUpdate, failure_of
 from ._files import Files
@@ -63,7 +64,8 @@ class AsyncClient:
     ``EVOLINK_BASE_URL`` or ``https://api.evolink.ai``; the files API's from ``files_base_url``,
     ``EVOLINK_FILES_BASE_URL`` or ``https://files-api.evolink.ai`` (or ``base_url`` when that is not EvoLink's:
     the simulator serves both). Pass ``session`` to use your own ``aiohttp.ClientSession`` (the client then
-    leaves it open).
+    leaves it open). ``coordinator`` (e.g. ``evolink_async.redis.RedisCoordinator``) shares the pace, the
+    in-flight cap and callbacks with every other process that uses it (one coordinator per client).
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class AsyncClient:
         session: aiohttp.ClientSession | None = None,
         callback_url: str | None = None,
         allow_local_callback_url: bool = False,
+        coordinator: Coordinator | None = None,
     ) -> None:
         for name, value, cls in (
             ("timeouts", timeouts, Timeouts),
@@ -102,11 +105,18 @@ class AsyncClient:
             )
             for url in (self.base_url, self.files_base_url)
         )
-        self._rate = RateLimiter(limits.requests_per_second, limits.burst)
+        self.coordinator = coordinator
+        self._rate = RateLimiter(limits.requests_per_second, limits.burst, shared=coordinator)
         self._api = API(transport, self._rate, retry)
         self._files = Files(files_transport, retry)
         self._engine = Engine(
-            self._api, self._files, poll=poll, timeouts=timeouts, limits=limits, callback_url=self.callback_url
+            self._api,
+            self._files,
+            poll=poll,
+            timeouts=timeouts,
+            limits=limits,
+            callback_url=self.callback_url,
+            coordinator=coordinator,
         )
         self._downloader = Downloader(
             timeouts=timeouts,

@@ -289,7 +289,21 @@ def source_label(item: Any) -> str:
         return f"file:{os.path.abspath(os.fspath(item))}"
     if isinstance(item, (bytes, bytearray)):
         return f"bytes:sha256:{hashlib.sha256(item).hexdigest()}"
-    return f"file-object:{getattr(item, 'name', id(item))}"
+    name = getattr(item, "name", None)
+    if isinstance(name, str) and name:
+        return f"file:{os.path.abspath(name)}"
+    return f"file-object:{_content_hash(item)}"
+
+
+def _content_hash(item: Any) -> str:
+    """A nameless file object (a BytesIO) by its content, read from where it stands and put back there."""
+    try:
+        start = item.tell()
+        digest = hashlib.sha256(item.read()).hexdigest()
+        item.seek(start)
+    except (AttributeError, OSError, ValueError, TypeError):
+        return f"unreadable-{id(item)}"
+    return f"sha256:{digest}"
 
 
 # The body fields of each request class, in order, looked up once (not per create of a large batch).

@@ -28,7 +28,8 @@ from . import errors
 from ._api import API
 from ._callbacks import CallbackRegistry
 from ._config import Limits, PollPolicy, Timeouts
-from ._converter import request_to_wire
+from ._converter import request_to_wire, structure_task, task_to_wire
+from ._coordinator import Coordinator
 from ._files import Files
 from ._poller import Follower, OnFinal, Poller, Watch
 from ._slots import Slot
@@ -68,12 +69,19 @@ class Engine:
         timeouts: Timeouts,
         limits: Limits,
         callback_url: str | None,
+        coordinator: Coordinator | None = None,
     ) -> None:
         self.api = api
         self.files = files
+        self.coordinator = coordinator
         self.limits = limits
         self.callback_url = callback_url
-        self.callback_registry = CallbackRegistry(read=self.read, is_waited_on=self._is_waited_on, spawn=self.spawn)
+        self.callback_registry = CallbackRegistry(
+            read=self.read,
+            is_waited_on=self._is_waited_on,
+            spawn=self.spawn,
+            relay=self._relay if coordinator is not None else None,
+        )
         self.poller = Poller(api, poll, timeouts, self.callback_registry, readers=limits.max_connections)
         self.slots = anyio.CapacityLimiter(limits.max_in_flight)
         self.state = "new"  # new -> open -> closed
@@ -81,9 +89,22 @@ class Engine:
         # The poller's own scope: close() may run in any task, and cancelling this scope stops only the
         # poller, whereas the task group's scope also covers the body of the caller's ``async with``.
         self._poller_scope: anyio.CancelScope | None = None
+        # The coordinator's background work (lease renewals, the relay), stopped with the poller.
+        self._coordinator_scope: anyio.CancelScope | None = None
 
     def _is_waited_on(self, task_id: str) -> bool:
         return self.poller.is_waited_on(task_id)
+
+    async def _relay(self, task: Task) -> None:
+        """A task confirmed final after a callback nobody here waits on: tell the other processes."""
+        assert self.coordinator is not None
+        await self.coordinator.publish(task_to_wire(task))
+
+    def _relayed(self, data: Any) -> None:
+        """A final task another process confirmed: its waiters here are woken (no read of ours needed)."""
+        task = structure_task(data)
+        if task.is_final and self.poller.is_waited_on(task.id):
+            self.poller.observe(task)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -95,7 +116,19 @@ class Engine:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._run_poller, self._poller_scope)
+        if self.coordinator is not None:
+            self._coordinator_scope = anyio.CancelScope()
+            try:
+                await self._task_group.start(self._run_coordinator, self._coordinator_scope)
+            except BaseException:
+                await self.finish()
+                raise
         self.state = "open"
+
+    async def _run_coordinator(self, scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        assert self.coordinator is not None
+        with scope:
+            await self.coordinator.run(self._relayed, task_status=task_status)
 
     async def _run_poller(self, scope: anyio.CancelScope) -> None:
         with scope:
@@ -109,6 +142,8 @@ class Engine:
         self.poller.close(errors.ClientStateError("the client was closed while waiting for this task"))
         if self._poller_scope is not None:
             self._poller_scope.cancel()
+        if self._coordinator_scope is not None:
+            self._coordinator_scope.cancel()
 
     async def finish(self) -> None:
         """Leave the task group, in the task that entered it (``AsyncClient.__aexit__``)."""
@@ -145,7 +180,11 @@ class Engine:
         with_callback = self.callback_url is not None and request.callback_url is None
         if with_callback:
             body["callback_url"] = self.callback_url
-        created = await self.api.create(request.endpoint, body, key)
+        try:
+            created = await self.api.create(request.endpoint, body, key)
+        except errors.SubmissionUnknownError as exc:
+            exc.request = request  # as sent: a resubmission with the key needs the same URLs of its uploads
+            raise
         if with_callback:
             self.callback_registry.expect(created.task.id)
         if created.replayed:
@@ -229,7 +268,7 @@ class Engine:
         on_created: OnCreated | None = None,
     ) -> Task:
         """Slot → create (unless ``task_id`` is known: resume) → wait; the final task, failed ones too."""
-        async with Slot(self.slots):
+        async with Slot(self.slots, self.coordinator):
             task_id, known, submitted_at = await self._create_unless_known(request, key, task_id, on_created)
             return await self.wait(
                 task_id, known=known, submitted_at=submitted_at, timeout=timeout, on_update=on_update
@@ -250,7 +289,7 @@ class Engine:
         Returns once the task is created (or, with ``task_id``, resumed) and followed; ``on_final(task,
         error)`` is called once, after the task's slot is released. Errors before that are raised here.
         """
-        launched = Launched(self.slots, on_final)
+        launched = Launched(self.slots, on_final, self.coordinator)
         await launched.acquire()
         try:
             task_id, known, submitted_at = await self._create_unless_known(request, key, task_id, on_created)
@@ -283,8 +322,8 @@ class Launched(Slot):
 
     __slots__ = ("follower", "on_final")
 
-    def __init__(self, limiter: anyio.CapacityLimiter, on_final: OnFinal) -> None:
-        super().__init__(limiter)
+    def __init__(self, limiter: anyio.CapacityLimiter, on_final: OnFinal, shared: Coordinator | None) -> None:
+        super().__init__(limiter, shared)
         self.on_final = on_final
         self.follower: Follower | None = None
 

@@ -62,62 +62,79 @@ class LocalFile:
     open: Callable[[], IO[bytes] | io.BufferedIOBase]
 
 
-def _read_path(path: Path) -> tuple[str, bytes, int]:
-    digest = hashlib.sha256()
-    size = 0
-    head = b""
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            head = head or chunk[:_HEAD]
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), head, size
+def _check(head: bytes, size: int | None, name: str, types: frozenset[str], max_bytes: int | None) -> str:
+    """The image type the first bytes show, if accepted, and the size within ``max_bytes``: checked before the
+    whole file is read (a 3 GB video given by mistake fails at once)."""
+    mime = sniff_image_type(head)
+    if mime not in types:
+        kinds = ", ".join(sorted(t.split("/")[1] for t in types))
+        raise errors.ValidationError("file", f"{name or 'the data'} is not an image of type {kinds}")
+    if max_bytes is not None and size is not None and size > max_bytes:
+        raise errors.ValidationError("file", f"{name or 'the data'} is {size} bytes; at most {max_bytes} are accepted")
+    return mime
 
 
-def _read_file_object(fh: IO[bytes]) -> tuple[str, bytes, int, int]:
-    start = fh.tell()
+def _digest(fh: IO[bytes]) -> str:
     digest = hashlib.sha256()
-    size = 0
-    head = b""
     while chunk := fh.read(_CHUNK):
         if not isinstance(chunk, bytes):
             raise errors.ValidationError("file", "is a text file object: open the image in binary mode ('rb')")
-        head = head or chunk[:_HEAD]
         digest.update(chunk)
-        size += len(chunk)
-    fh.seek(start)
-    return digest.hexdigest(), head, size, start
+    return digest.hexdigest()
 
 
-def _describe(source: Any) -> tuple[str, bytes, int, str, Callable[[], IO[bytes] | io.BufferedIOBase]]:
-    """(digest, head, size, name, opener) of a path, bytes or file object; blocking (run in a thread)."""
-    if isinstance(source, os.PathLike):
-        path = Path(source)
-        if not path.is_file():
-            raise errors.ValidationError("file", f"{str(path)!r} does not exist or is not a file")
-        digest, head, size = _read_path(path)
-        return digest, head, size, path.name, lambda: path.open("rb")
-    if isinstance(source, (bytes, bytearray)):
-        data = bytes(source)
-        return hashlib.sha256(data).hexdigest(), data[:_HEAD], len(data), "", lambda: io.BytesIO(data)
-    if isinstance(source, io.TextIOBase):
+def _local(digest: str, mime: str, size: int, name: str, opener: Callable[[], Any]) -> LocalFile:
+    stem = Path(name).stem if name else f"upload-{digest[:12]}"
+    return LocalFile(digest=digest, mime_type=mime, size=size, name=stem + _EXTENSIONS[mime], open=opener)
+
+
+def _read_path(path: Path, types: frozenset[str], max_bytes: int | None) -> LocalFile:
+    if not path.is_file():
+        raise errors.ValidationError("file", f"{str(path)!r} does not exist or is not a file")
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        mime = _check(fh.read(_HEAD), size, path.name, types, max_bytes)
+        fh.seek(0)
+        digest = _digest(fh)
+    return _local(digest, mime, size, path.name, lambda: path.open("rb"))
+
+
+def _read_bytes(data: bytes, name: str, types: frozenset[str], max_bytes: int | None) -> LocalFile:
+    mime = _check(data[:_HEAD], len(data), name, types, max_bytes)
+    return _local(hashlib.sha256(data).hexdigest(), mime, len(data), name, lambda: io.BytesIO(data))
+
+
+def _seekable(source: Any) -> bool:
+    try:
+        return bool(source.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _read_file_object(source: Any, types: frozenset[str], max_bytes: int | None) -> LocalFile:
+    name = os.path.basename(str(getattr(source, "name", "") or ""))
+    if not _seekable(source):
+        # Read once (at most one byte over the cap), so that a retry can send it again.
+        data = source.read() if max_bytes is None else source.read(max_bytes + 1)
+        if not isinstance(data, bytes):
+            raise errors.ValidationError("file", "is a text file object: open the image in binary mode ('rb')")
+        return _read_bytes(data, name, types, max_bytes)
+    start = source.tell()
+    size = source.seek(0, os.SEEK_END) - start
+    source.seek(start)
+    head = source.read(_HEAD)
+    if not isinstance(head, bytes):
         raise errors.ValidationError("file", "is a text file object: open the image in binary mode ('rb')")
-    if not hasattr(source, "read"):
-        raise errors.ValidationError(
-            "file", f"must be a path, bytes or a binary file object, got {type(source).__name__}"
-        )
-    if source.seekable():
-        digest, head, size, start = _read_file_object(source)
+    mime = _check(head, size, name, types, max_bytes)
+    source.seek(start)
+    digest = _digest(source)
+    source.seek(start)
 
-        def reopen() -> io.BufferedIOBase:
-            source.seek(start)
-            return _Unclosed(source, start)
+    def reopen() -> io.BufferedIOBase:
+        source.seek(start)
+        return _Unclosed(source, start)
 
-        return digest, head, size, os.path.basename(getattr(source, "name", "") or ""), reopen
-    data = source.read()  # not seekable: read once, so that a retry can send it again
-    if not isinstance(data, bytes):
-        raise errors.ValidationError("file", "is a text file object: open the image in binary mode ('rb')")
-    return _describe(data)
+    return _local(digest, mime, size, name, reopen)
 
 
 class _Unclosed(io.BufferedIOBase):
@@ -143,16 +160,25 @@ class _Unclosed(io.BufferedIOBase):
 def read_local(
     source: ImageSource, *, types: frozenset[str] = _UPLOAD_TYPES, max_bytes: int | None = None
 ) -> LocalFile:
-    """Hash and check a local source (blocking): an image of an accepted type, within ``max_bytes``."""
-    digest, head, size, name, opener = _describe(source)
-    mime = sniff_image_type(head)
-    if mime not in types:
-        kinds = ", ".join(sorted(t.split("/")[1] for t in types))
-        raise errors.ValidationError("file", f"{name or 'the data'} is not an image of type {kinds}")
-    if max_bytes is not None and size > max_bytes:
-        raise errors.ValidationError("file", f"{name or 'the data'} is {size} bytes; at most {max_bytes} are accepted")
-    stem = Path(name).stem if name else f"upload-{digest[:12]}"
-    return LocalFile(digest=digest, mime_type=mime, size=size, name=stem + _EXTENSIONS[mime], open=opener)
+    """Check and hash a local source (blocking): an image of an accepted type, within ``max_bytes``."""
+    try:
+        if isinstance(source, os.PathLike):
+            return _read_path(Path(source), types, max_bytes)
+        if isinstance(source, (bytes, bytearray)):
+            return _read_bytes(bytes(source), "", types, max_bytes)
+        if isinstance(source, io.TextIOBase):
+            raise errors.ValidationError("file", "is a text file object: open the image in binary mode ('rb')")
+        if not hasattr(source, "read"):
+            raise errors.ValidationError(
+                "file", f"must be a path, bytes or a binary file object, got {type(source).__name__}"
+            )
+        return _read_file_object(source, types, max_bytes)
+    except OSError as exc:
+        raise errors.ValidationError("file", f"cannot be read: {exc}") from None
+    except ValueError as exc:  # a closed file object
+        if isinstance(exc, errors.EvolinkError):
+            raise
+        raise errors.ValidationError("file", f"cannot be read: {exc}") from None
 
 
 def _expires(uploaded: UploadedFile) -> float | None:
@@ -172,6 +198,31 @@ class Files:
         self.retry = retry
         self._uploaded: dict[str, UploadedFile] = {}
         self._uploading: dict[str, anyio.Event] = {}
+        # File objects are read (hashed, checked) one at a time: two tasks given the same object must not
+        # interleave their reads and seeks.
+        self._file_objects: anyio.Lock | None = None  # made on first use: a lock needs a running event loop
+
+    async def _read_and_upload(
+        self,
+        source: ImageSource,
+        *,
+        types: frozenset[str],
+        max_bytes: int | None,
+        file_name: str | None = None,
+        upload_path: str | None = None,
+    ) -> UploadedFile:
+        """Check and hash ``source`` in a worker thread (a cancelled call does not wait for a long hash), then
+        upload it unless this client has. A file object is read by one upload at a time, from its hash to the
+        end of its stream: two tasks given the same object must not interleave their reads and seeks."""
+        read = functools.partial(read_local, source, types=types, max_bytes=max_bytes)
+        if isinstance(source, (os.PathLike, bytes, bytearray)):
+            local = await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
+            return await self._upload_once(local, file_name, upload_path)
+        if self._file_objects is None:
+            self._file_objects = anyio.Lock()
+        async with self._file_objects:
+            local = await anyio.to_thread.run_sync(read)
+            return await self._upload_once(local, file_name, upload_path)
 
     def __repr__(self) -> str:
         return f"<Files {self.transport.base_url} uploaded={len(self._uploaded)}>"
@@ -197,8 +248,9 @@ class Files:
         """Upload a path, bytes or binary file object (streamed), or re-host an http(s) URL; return the file."""
         if isinstance(source, str):
             return await self._upload_url(source, file_name, upload_path)
-        local = await anyio.to_thread.run_sync(read_local, source)
-        return await self._upload_once(local, file_name, upload_path)
+        return await self._read_and_upload(
+            source, types=_UPLOAD_TYPES, max_bytes=None, file_name=file_name, upload_path=upload_path
+        )
 
     async def _upload_url(self, url: str, file_name: str | None, upload_path: str | None) -> UploadedFile:
         parts = urlsplit(url)
@@ -211,20 +263,22 @@ class Files:
         return structure_uploaded(await self._request("POST", "/api/v1/files/upload/url", body=body))
 
     async def _upload_once(self, local: LocalFile, file_name: str | None, upload_path: str | None) -> UploadedFile:
-        """The upload of this content, or the one this client already made (or is making) of it."""
-        while (pending := self._uploading.get(local.digest)) is not None:
+        """The upload of this content, or the one this client already made (or is making) of it, under the same
+        name and path."""
+        key = f"{local.digest}/{file_name or ''}/{upload_path or ''}"
+        while (pending := self._uploading.get(key)) is not None:
             await pending.wait()
-        known = self._uploaded.get(local.digest)
+        known = self._uploaded.get(key)
         expires = _expires(known) if known is not None else None
         if known is not None and (expires is None or expires - time.time() > _REUSE_MARGIN):
             return known
-        self._uploading[local.digest] = done = anyio.Event()
+        self._uploading[key] = done = anyio.Event()
         try:
             uploaded = await self._stream(local, file_name, upload_path)
-            self._uploaded[local.digest] = uploaded
+            self._uploaded[key] = uploaded
             return uploaded
         finally:
-            del self._uploading[local.digest]
+            del self._uploading[key]
             done.set()
 
     async def _stream(self, local: LocalFile, file_name: str | None, upload_path: str | None) -> UploadedFile:
@@ -256,12 +310,14 @@ class Files:
             if not is_local_source(item):
                 urls.append(item)
                 continue
+            field = f"image_urls[{index}]"
             try:
-                read = functools.partial(read_local, item, types=_REFERENCE_TYPES, max_bytes=max_bytes)
-                local = await anyio.to_thread.run_sync(read)
+                urls.append((await self._read_and_upload(item, types=_REFERENCE_TYPES, max_bytes=max_bytes)).url)
             except errors.ValidationError as exc:
-                raise errors.ValidationError(f"image_urls[{index}]", exc.message) from None
-            urls.append((await self._upload_once(local, None, None)).url)
+                raise errors.ValidationError(field, exc.message) from None
+            except errors.EvolinkError as exc:
+                # Named by its field, and never taken for a refusal of the account's creates.
+                raise errors.UploadError(field, exc) from exc
         resolved: Request = attrs.evolve(cast(Any, request), image_urls=tuple(urls))
         return resolved
 

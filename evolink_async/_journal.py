@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS items (
     task_json TEXT,
     files TEXT,
     credits REAL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    sources TEXT
 );
 """
 
@@ -70,6 +71,8 @@ class JournalEntry:
     task_json: dict[str, Any] | None
     files: tuple[str, ...]
     credits: float | None
+    #: The URLs its local ``image_urls`` were uploaded to before the create (``None``: it had none).
+    sources: tuple[str, ...] | None = None
 
 
 class Journal:
@@ -99,6 +102,9 @@ class Journal:
             # NORMAL in WAL mode survives a killed process (only a power cut can lose the last commits).
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(items)")}
+            if "sources" not in columns:  # a journal written before uploads existed
+                conn.execute("ALTER TABLE items ADD COLUMN sources TEXT")
             return conn
 
         try:
@@ -114,7 +120,7 @@ class Journal:
     async def get(self, index: int) -> JournalEntry | None:
         row = await self._run(
             lambda c: c.execute(
-                "SELECT idx, fingerprint, idempotency_key, task_id, state, task_json, files, credits "
+                "SELECT idx, fingerprint, idempotency_key, task_id, state, task_json, files, credits, sources "
                 "FROM items WHERE idx = ?",
                 (index,),
             ).fetchone()
@@ -130,14 +136,17 @@ class Journal:
             task_json=json.loads(row[5]) if row[5] else None,
             files=tuple(json.loads(row[6])) if row[6] else (),
             credits=row[7],
+            sources=tuple(json.loads(row[8])) if row[8] else None,
         )
 
-    async def plan(self, index: int, fp: str, key: str) -> None:
-        """Record the key before the create is sent (committed on return)."""
+    async def plan(self, index: int, fp: str, key: str, sources: list[str] | None = None) -> None:
+        """Record the key (and the URLs of the request's uploads) before the create is sent (committed on return)."""
+        text = json.dumps(sources) if sources is not None else None
         await self._run(
             lambda c: c.execute(
-                "INSERT INTO items (idx, fingerprint, idempotency_key, state, updated) VALUES (?, ?, ?, 'planned', ?)",
-                (index, fp, key, time.time()),
+                "INSERT INTO items (idx, fingerprint, idempotency_key, state, updated, sources) "
+                "VALUES (?, ?, ?, 'planned', ?, ?)",
+                (index, fp, key, time.time(), text),
             )
         )
 

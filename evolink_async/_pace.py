@@ -7,6 +7,8 @@ from collections import deque
 
 import anyio
 
+from ._coordinator import Coordinator
+
 __all__ = ("RateLimiter",)
 
 
@@ -28,9 +30,13 @@ class RateLimiter:
     together (tasks created together finish together) then go at once instead of one per token. On 429 the
     rate halves (down to ``rate / 16``); each success then adds back ``rate / 20`` (additive increase,
     multiplicative decrease), so a client settles just under the server's limit.
+
+    With a ``shared`` coordinator the bucket (and the 429 slow-down) is the one all its processes share; the
+    order of this process's requests (reads first) stays local.
     """
 
-    def __init__(self, rate: float | None, burst: int) -> None:
+    def __init__(self, rate: float | None, burst: int, shared: Coordinator | None = None) -> None:
+        self.shared = shared if rate is not None else None
         self.nominal = rate
         self.rate = rate
         self.burst = burst
@@ -75,8 +81,27 @@ class RateLimiter:
         if head is not None and head.event is not None:
             head.event.set()
 
+    async def _shared_wait(self, urgent: bool) -> float:
+        """A token of the shared bucket (0.0), or the seconds to wait; the local bucket if it fell back."""
+        assert self.shared is not None
+        assert self.rate is not None
+        now = time.monotonic()
+        if self._paused_until > now:
+            return self._paused_until - now
+        needed = 1.0 if urgent else 1.0 + self.reserve
+        wait = await self.shared.take_token(rate=self.nominal or self.rate, burst=self.burst, needed=needed)
+        if wait >= 0:
+            return wait
+        wait = self._wait_time(time.monotonic(), urgent)  # Redis unreachable, fallback="local"
+        if wait <= 0:
+            self._take()
+        return wait
+
     async def acquire(self, *, urgent: bool = False) -> None:
         """Wait for this request's turn; ``urgent`` (status reads) go before queued creates."""
+        if self.shared is not None:
+            await self._acquire_shared(urgent)
+            return
         if not self._urgent and not self._normal and self._wait_time(time.monotonic(), urgent) <= 0:
             self._take()  # nobody queued and a token free: no queue to join, no event-loop round trip
             return
@@ -99,6 +124,30 @@ class RateLimiter:
         finally:
             queue.remove(me)
             self._wake_head()
+
+    async def _acquire_shared(self, urgent: bool) -> None:
+        me = _Waiter()
+        queue = self._urgent if urgent else self._normal
+        queue.append(me)
+        try:
+            while True:
+                if self._head() is me:
+                    delay = await self._shared_wait(urgent)
+                    if delay <= 0:
+                        return
+                    await anyio.sleep(delay)
+                else:
+                    me.event = anyio.Event()
+                    await me.event.wait()
+        finally:
+            queue.remove(me)
+            self._wake_head()
+
+    async def rate_limited(self, retry_after: float | None) -> None:
+        """A 429 arrived: slow down here, and every process sharing the pace."""
+        self.on_rate_limited(retry_after)
+        if self.shared is not None and self.nominal is not None:
+            await self.shared.rate_limited(rate=self.nominal, retry_after=retry_after)
 
     def on_rate_limited(self, retry_after: float | None) -> None:
         """A 429 arrived: slow down, and pause everyone for ``retry_after`` seconds if given."""

@@ -22,10 +22,12 @@ Every exception the SDK raises on purpose derives from :class:`EvolinkError`::
     ├── TaskFailedError                         the task ended ``failed``
     │   └── TaskCancelledError                  the task ended ``cancelled``
     ├── WaitTimeoutError (TimeoutError)         wait() gave up; the task may still finish
+    ├── UploadError                             a request's local file could not be uploaded (field)
     ├── DownloadError                           a result could not be saved (task_id, url)
     ├── NotSubmittedError                       generate_many did not send this input's create
     │   └── BudgetExceededError                 ... because the credit budget is spent
-    └── JournalError                            a batch journal cannot be used (other batch, unreadable)
+    ├── JournalError                            a batch journal cannot be used (other batch, unreadable)
+    └── CoordinatorError                        the coordinator (Redis) that shares limits cannot be reached
 
 Every error that concerns a task carries ``task_id``. Errors raised by a create carry the
 ``idempotency_key`` it was sent with, so the same request can be resubmitted without paying twice.
@@ -46,7 +48,9 @@ __all__ = (
     "BudgetExceededError",
     "NotSubmittedError",
     "ConflictError",
+    "CoordinatorError",
     "DownloadError",
+    "UploadError",
     "EvolinkError",
     "InsufficientCreditsError",
     "JournalError",
@@ -222,8 +226,12 @@ class SubmissionUnknownError(EvolinkError):
     """A create was sent but its outcome is unknown after all retries.
 
     The task may or may not exist. Resubmit with ``idempotency_key=err.idempotency_key``: the API
-    then returns the original task instead of charging twice.
+    then returns the original task instead of charging twice. The body must be the same: for a request whose
+    ``image_urls`` held local files, resubmit ``err.request`` (the request as sent, with the URLs of the uploads).
     """
+
+    #: The request as it was sent (local files replaced by their URLs), when known.
+    request: Any = None
 
     def __init__(self, message: str, *, idempotency_key: str) -> None:
         super().__init__(message)
@@ -267,6 +275,16 @@ class WaitTimeoutError(EvolinkError, TimeoutError):
         self.last = last
 
 
+class UploadError(EvolinkError):
+    """A local file of a request (``field``, e.g. ``image_urls[0]``) could not be uploaded; nothing was created.
+    ``__cause__`` is the files API's error (an ``APIError`` such as a quota refusal, or a connection error)."""
+
+    def __init__(self, field: str, cause: Exception) -> None:
+        super().__init__(f"{field}: the upload failed: {cause}")
+        self.field = field
+        self.__cause__ = cause
+
+
 class DownloadError(EvolinkError):
     """A result could not be saved: not an image, too large, gone (links live 24 h), or the host failed."""
 
@@ -307,6 +325,11 @@ class BudgetExceededError(NotSubmittedError):
 
 class JournalError(EvolinkError):
     """A batch journal cannot be used: unreadable, or written by a different batch."""
+
+
+class CoordinatorError(EvolinkError):
+    """The coordinator shared by several processes (``evolink_async.redis.RedisCoordinator``) cannot be used:
+    a call that needs the shared limits fails rather than ignore them."""
 
 
 class task_context:  # lower case: used like a function, ``with task_context(task_id):``

@@ -6,6 +6,7 @@ import enum
 import io
 import ipaddress
 import json
+import math
 import os
 import posixpath
 import types
@@ -367,9 +368,7 @@ def _check_local_file(field: str, item: os.PathLike[str], max_bytes: int | None)
         raise ValidationError(field, f"{str(path)!r} does not exist")
     if not path.is_file():
         raise ValidationError(field, f"{str(path)!r} is not a file")
-    ext = path.suffix.lower()
-    if ext and ext not in _IMAGE_EXTENSIONS | {".gif"}:
-        raise ValidationError(field, f"{str(path)!r}: file type {ext!r} is not one of .jpeg .jpg .png .webp")
+    # Its type is read from its first bytes when it is uploaded (a name proves nothing); its size is known now.
     size = path.stat().st_size
     if max_bytes is not None and size > max_bytes:
         raise ValidationError(field, f"{str(path)!r} is {size} bytes; the model accepts at most {max_bytes}")
@@ -570,8 +569,8 @@ class VideoRequest:
         _check_model(self.model)
         _check_prompt(self.prompt, _VIDEO_PROMPT_MAX, self.model)
         _check_type("duration", self.duration, (int, float), "a number of seconds")
-        if self.duration is not None and not self.duration > 0:
-            raise ValidationError("duration", f"must be > 0 seconds, got {self.duration!r}")
+        if self.duration is not None and not 0 < self.duration < math.inf:
+            raise ValidationError("duration", f"must be a finite number > 0 of seconds, got {self.duration!r}")
         _check_choice("quality", self.quality, VIDEO_QUALITIES)
         _check_choice("aspect_ratio", self.aspect_ratio, VIDEO_ASPECT_RATIOS)
         _check_type("generate_audio", self.generate_audio, bool, "True or False")

@@ -9,6 +9,7 @@ One AsyncClient lives as long as the app (opened and closed with it); the callba
   EVOLINK_API_KEY, EVOLINK_BASE_URL      the API (or a simulator)
   EVOLINK_CALLBACK_URL                   the public URL of /evolink/callback (omit to poll only)
   EVOLINK_ALLOW_LOCAL_CALLBACKS=1        accept a loopback/private callback URL (local testing only)
+  EVOLINK_REDIS_URL                      replicas share the key's limits and callbacks (docs/deploying.md)
   APP_HOST, APP_PORT                     where to listen (default 127.0.0.1:8443)
   APP_TLS_CERT, APP_TLS_KEY              serve HTTPS with this certificate (EvoLink calls back over HTTPS only)
 """
@@ -18,12 +19,26 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 import evolink_async as evo
 
+if TYPE_CHECKING:
+    import evolink_async.redis
+
 CLIENT = web.AppKey("evolink_client", evo.AsyncClient)
+
+
+def _coordinator() -> evo.redis.RedisCoordinator | None:
+    """``EVOLINK_REDIS_URL`` set: a coordinator (the ``redis`` extra), one per client."""
+    url = os.environ.get("EVOLINK_REDIS_URL")
+    if not url:
+        return None
+    from evolink_async.redis import RedisCoordinator
+
+    return RedisCoordinator(url)
 
 
 async def evolink_client(app: web.Application) -> AsyncIterator[None]:
@@ -32,6 +47,8 @@ async def evolink_client(app: web.Application) -> AsyncIterator[None]:
         timeouts=evo.Timeouts(wait=600),  # every wait bounded: no slot held forever by a task that never ends
         callback_url=os.environ.get("EVOLINK_CALLBACK_URL") or None,
         allow_local_callback_url=os.environ.get("EVOLINK_ALLOW_LOCAL_CALLBACKS") == "1",
+        # Several workers or replicas behind one callback URL: share the key's limits and callbacks through Redis.
+        coordinator=_coordinator(),
     ) as client:
         app[CLIENT] = client
         yield

@@ -8,7 +8,8 @@
 
 One AsyncClient lives for the app's lifespan; the callback receiver (a plain ASGI app, no FastAPI import in
 the SDK) is routed at /evolink/callback. Settings: EVOLINK_API_KEY, EVOLINK_BASE_URL, EVOLINK_CALLBACK_URL,
-EVOLINK_ALLOW_LOCAL_CALLBACKS=1 (local testing only) — as in examples/aiohttp_app.py.
+EVOLINK_ALLOW_LOCAL_CALLBACKS=1 (local testing only), EVOLINK_REDIS_URL (several workers: `uvicorn --workers 4`,
+or replicas behind a load balancer, share limits and callbacks; docs/deploying.md) — as in examples/aiohttp_app.py.
 """
 
 from __future__ import annotations
@@ -16,13 +17,26 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 from starlette.routing import Route
 
 import evolink_async as evo
+
+if TYPE_CHECKING:
+    import evolink_async.redis
+
+
+def _coordinator() -> evo.redis.RedisCoordinator | None:
+    """``EVOLINK_REDIS_URL`` set: a coordinator (the ``redis`` extra), one per client."""
+    url = os.environ.get("EVOLINK_REDIS_URL")
+    if not url:
+        return None
+    from evolink_async.redis import RedisCoordinator
+
+    return RedisCoordinator(url)
 
 
 @asynccontextmanager
@@ -33,6 +47,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeouts=evo.Timeouts(wait=600),
         callback_url=os.environ.get("EVOLINK_CALLBACK_URL") or None,
         allow_local_callback_url=os.environ.get("EVOLINK_ALLOW_LOCAL_CALLBACKS") == "1",
+        # Several workers or replicas behind one callback URL: share the key's limits and callbacks through Redis.
+        coordinator=_coordinator(),
     ) as client:
         app.state.evolink = client
         yield

@@ -286,6 +286,7 @@ async def test_video_and_audio_commands_save_their_files(
     [task] = fake.tasks.values()
     assert task.kind == "video"
     assert task.request["duration"] == 5
+    assert isinstance(task.request["duration"], int), "8, not 8.0: some models take whole seconds only"
     code, out, _ = await run_cli(
         ["audio", "a song [duration:0.1]", "--model", "suno-v5", "--instrumental", "--out", str(tmp_path)],
         fake=fake,
@@ -316,6 +317,10 @@ async def test_a_local_image_is_uploaded_for_generate_and_by_upload(
     second = list(fake.files_api.files.values())[-1]  # another process, another client: uploaded again
     assert second.original_name == "ref.png"
     assert task.request["image_urls"][0].endswith(second.name)
+    code, out, err = await run_cli(["upload", str(image), "missing.png"], fake=fake, capsys=capsys)
+    assert code == 2
+    assert len(out.strip().splitlines()) == 1, "the first file's URL is printed before the second fails"
+    assert "missing.png" in err
     code, _, err = await run_cli(["generate", "edit", "--image", "missing.png"], fake=fake, capsys=capsys)
     assert code == 2
     assert "missing.png" in err

@@ -198,3 +198,19 @@ def test_a_task_with_both_results_and_result_data_keeps_results_and_survives_the
 def test_result_data_of_an_unreadable_shape_is_an_error_not_an_empty_list() -> None:
     with pytest.raises(evo.MalformedResponseError, match="result_data"):
         structure_task({"id": "task-unified-1-abc", "status": "completed", "result_data": "b.mp3"})
+
+
+async def test_a_budget_holds_in_a_batch_that_mixes_prices(fake: FakeEvolink, client: evo.AsyncClient) -> None:
+    # An image costs 1.6 credits here, a 10-second video 20: each kind's price is learned by its own first create.
+    inputs: list[Any] = ["an image [duration:0.05]"]
+    inputs += [evo.VideoRequest(f"video {i} [duration:0.05]", model=VIDEO, duration=10) for i in range(5)]
+    outcomes = await client.generate_all(inputs, budget=30)
+    charged = sum(fake.tasks[o.task.id].cost for o in outcomes if o.task is not None)
+    assert charged <= 30
+    assert sum(o.ok for o in outcomes) == 2
+    assert all(isinstance(o.error, evo.BudgetExceededError) for o in outcomes if not o.ok)
+
+
+def test_a_duration_that_is_not_a_finite_number_is_refused() -> None:
+    with pytest.raises(evo.ValidationError, match="finite"):
+        evo.VideoRequest("x", model=VIDEO, duration=float("inf"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+import warnings
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -144,7 +145,11 @@ class SimFiles:
             if not isinstance(part, aiohttp.BodyPartReader):
                 continue
             if part.name == "file":
-                data, filename = await part.read(), part.filename
+                with warnings.catch_warnings():
+                    # aiohttp's own multipart reader calls its deprecated unread_data() on large parts.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    data = bytes(await part.read())
+                filename = part.filename
             elif part.name:
                 fields[part.name] = await part.text()
         if data is None:

@@ -284,7 +284,8 @@ class FakeEvolink:
         if self._runner is not None:
             raise RuntimeError("FakeEvolink is already started")
         self._loop = asyncio.get_running_loop()
-        app = web.Application(middlewares=[self._middleware])
+        # Uploads of real photos: well over aiohttp's default 1 MiB body limit (the files API checks its own).
+        app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         route = self._route
         for kind, path in _CREATE_PATHS.items():
             app.router.add_post(path, route("create", functools.partial(self._create, kind=kind)))
