@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: system-deps test lint imports typecheck chaos pytest demo bench bench-quick clean
+.PHONY: system-deps test lint imports typecheck chaos pytest docs release-check demo bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -34,15 +34,35 @@ $(SYSTEM_STAMP): Makefile
 
 system-deps: $(SYSTEM_STAMP)
 
-test: $(STAMP) $(SYSTEM_STAMP)
-	$(BIN)/ruff check evolink_async tests benchmarks examples
+# The docs site's tools (the `docs` extra: MkDocs, Material, mkdocstrings) on top of the dev install.
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,cli,docs]'
+	touch $(DOCS_STAMP)
+
+# The release check: an sdist and a wheel built (the wheel from the sdist, as `python -m build` does) into a
+# fresh temporary directory, removed on exit, and their metadata checked by twine. The pytest run that follows
+# gets the directory as EVOLINK_DIST: tests/test_release.py installs that wheel into a fresh venv and runs
+# `evolink demo` from it. Used as the start of a shell line: `$(BUILD_DIST) && ... "$$dist" ...`.
+BUILD_DIST = dist=$$(mktemp -d) && trap 'rm -rf "$$dist"' EXIT && \
+	$(BIN)/python -m build --quiet --outdir "$$dist" . && \
+	$(BIN)/twine check --strict "$$dist"/*.whl "$$dist"/*.tar.gz
+
+# The site is built with warnings as errors: a broken link, anchor or API reference fails it. Not --quiet:
+# it hides the warnings from --strict too, and a broken link then passes.
+MKDOCS = NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+test: $(STAMP) $(DOCS_STAMP) $(SYSTEM_STAMP)
+	$(BIN)/ruff check evolink_async tests benchmarks examples tools
 	$(BIN)/mypy --strict evolink_async
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(MKDOCS)
+	$(BUILD_DIST) && EVOLINK_DIST="$$dist" $(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check evolink_async tests benchmarks examples
-	$(BIN)/ruff format --check evolink_async tests benchmarks examples
+	$(BIN)/ruff check evolink_async tests benchmarks examples tools
+	$(BIN)/ruff format --check evolink_async tests benchmarks examples tools
 
 imports: $(STAMP)
 	$(BIN)/lint-imports
@@ -52,6 +72,13 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The documentation site into site/ (open site/index.html).
+docs: $(DOCS_STAMP)
+	$(MKDOCS)
+
+release-check: $(STAMP)
+	$(BUILD_DIST) && EVOLINK_DIST="$$dist" $(BIN)/python -m pytest -p no:cacheprovider tests/test_release.py
 
 demo: $(STAMP)
 	$(BIN)/evolink demo
@@ -86,4 +113,4 @@ bench-quick: $(STAMP) $(SYSTEM_STAMP)
 	$(BIN)/python benchmarks/coordinated.py --quick
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site

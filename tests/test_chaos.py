@@ -37,7 +37,8 @@ def _report(figures: dict[str, Any]) -> None:
         return
     rows = "\n".join(f"| {key} | {value} |" for key, value in figures.items())
     Path(path).write_text(
-        "# Chaos: the last `make chaos` run\n\nWritten by `tests/test_chaos.py` (see reliability.md).\n\n"
+        "# Chaos: the last `make chaos` run\n\n"
+        "Written by `tests/test_chaos.py` (see [Reliability](reliability.md)).\n\n"
         f"| figure | value |\n|---|---|\n{rows}\n",
         encoding="utf-8",
     )
