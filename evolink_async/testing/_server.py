@@ -26,7 +26,7 @@ from aiohttp import web
 from ._files_api import SimFiles
 from ._media import MEDIA_TYPES, media_file
 from ._models import CallbackRecord, Fault, RequestRecord, SimStats, SimTask, TaskPlan, directive_plan
-from ._png import colour_for, dimensions_for, solid_png
+from ._png import picture_png
 from ._validation import IDEMPOTENCY_KEY, InvalidRequest, price_of, validate_audio, validate_create, validate_video
 
 __all__ = ("FakeEvolink",)
@@ -837,5 +837,4 @@ class FakeEvolink:
         ext = match.group(2)
         if ext != "png":
             return web.Response(body=media_file(ext), content_type=MEDIA_TYPES[ext])
-        width, height = dimensions_for(task.size)
-        return web.Response(body=solid_png(width, height, colour_for(task.prompt)), content_type="image/png")
+        return web.Response(body=picture_png(task.prompt, task.size), content_type="image/png")
