@@ -57,7 +57,7 @@ async def test_download_returns_the_path_of_a_real_png_named_after_the_task_id(
     task = await completed(client, size="16:9")
     paths = await client.download(task, tmp_path)
     assert paths == [tmp_path / f"{task.id}-0.png"]
-    assert png_size(paths[0].read_bytes()) == (64, 36)
+    assert png_size(paths[0].read_bytes()) == (512, 288)
     assert fake.stats.file_requests == 1
 
 
@@ -200,7 +200,7 @@ async def test_download_refuses_a_file_over_max_download_bytes_and_leaves_no_par
     fake: FakeEvolink, make_client: MakeClient, tmp_path: Path
 ) -> None:
     async with make_client(fake, limits=capped(100)) as c:
-        task = await completed(c)  # the simulator's 64x64 PNG is 134 bytes
+        task = await completed(c)  # the simulator's pictures are a few KB
         with pytest.raises(evo.DownloadError) as info:
             await c.download(task, tmp_path)
     assert info.value.task_id == task.id
