@@ -24,6 +24,7 @@ from ._client import AsyncClient
 from ._config import ENV_API_KEY, Limits
 from ._converter import task_to_wire
 from ._requests import check_field_names, request_fields
+from ._sheet import ContactSheet
 from .models import REQUEST_KINDS, AudioRequest, ImageRequest, Request, Task, TaskStatus, VideoRequest
 
 if TYPE_CHECKING:
@@ -269,17 +270,19 @@ async def cmd_batch(args: argparse.Namespace) -> int:
     path = Path(args.file)
     total = await anyio.to_thread.run_sync(_check_batch_file, path)
     lines: list[int] = []
+    out_dir = Path(args.out) if args.out else None
     async with _client(args, concurrency=args.concurrency) as client:
         return await run_batch(
             client,
             read_batch_file(path, lines),
             lines=lines,
             total=total,
-            out_dir=Path(args.out) if args.out else None,
+            out_dir=out_dir,
             journal=args.journal,
             budget=args.budget,
             fields=_request_fields(args),
             console=_console(),
+            sheet=None if out_dir is None else ContactSheet(out_dir, title=f"evolink batch {path.name}"),
         )
 
 
@@ -321,12 +324,15 @@ async def run_batch(
     console: Console,
     show_outcomes: bool = False,
     lines: list[int] | None = None,
+    sheet: ContactSheet | None = None,
 ) -> int:
-    """The batch path shared by ``evolink batch`` and ``evolink demo``: progress bar, then a summary."""
+    """The batch path shared by ``evolink batch`` and ``evolink demo``: progress bar, a summary, the contact sheet."""
     started = time.monotonic()
     failures: list[Outcome] = []
     resumed = 0
     progress = _progress_bar(console)
+    if sheet is not None:
+        inputs = sheet.timed(inputs)  # notes when each input is taken: the time its card shows
     run: BatchRun = client.generate_many(inputs, budget=budget, download_to=out_dir, journal=journal, **fields)
     with progress:
         bar = progress.add_task("batch", total=total, ok=0, failed=0, flight=0, skipped="")
@@ -351,11 +357,17 @@ async def run_batch(
                         failures.append(outcome)
                     if show_outcomes:
                         _print_outcome(console, outcome)
+                    if sheet is not None:
+                        sheet.add(outcome)
                     refresh()
                 ticker.cancel_scope.cancel()
             refresh()
-    _summary(console, run, failures, resumed, time.monotonic() - started, out_dir)
+    elapsed = time.monotonic() - started
+    _summary(console, run, failures, resumed, elapsed, out_dir)
     _failure_table(console, failures, lines)
+    if sheet is not None:
+        page = await anyio.to_thread.run_sync(sheet.write, run.stats, elapsed)
+        console.print(f"contact sheet: {page}", soft_wrap=True, markup=False)
     return EXIT_FAILED if failures else EXIT_OK
 
 
@@ -499,7 +511,36 @@ DEMO_PROMPTS = [
     "a mountain lake reflecting stars",
     "a fox spirit in a bamboo forest",
 ]
+#: A video and a song beside the pictures: the contact sheet shows every kind.
+DEMO_MEDIA: list[dict[str, Any]] = [
+    {"type": "video", "prompt": "a paper lantern drifting over a lake at night", "model": "veo3.1-fast", "duration": 4},
+    {"type": "audio", "prompt": "a calm piano piece for a rainy afternoon", "model": "suno-v4.5"},
+]
 _DEMO_SIZES = ("1:1", "16:9", "9:16", "4:3", "3:2")
+#: The demo's own record of the files it wrote into its folder, so that the next run replaces them.
+DEMO_MANIFEST = ".evolink-demo.json"
+
+
+def _clear_previous_demo(out_dir: Path) -> int:
+    """Remove what the last demo wrote into ``out_dir`` (the names in its manifest, nothing else); return the count."""
+    try:
+        names = json.loads((out_dir / DEMO_MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0  # no demo ran here (or its record is unreadable): touch nothing
+    removed = 0
+    for name in names:
+        # Plain names in this folder only: a record edited by hand never reaches outside it.
+        if isinstance(name, str) and name and Path(name).name == name and name not in (".", ".."):
+            path = out_dir / name
+            if path.is_file():
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def _record_demo(out_dir: Path, files: list[str]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / DEMO_MANIFEST).write_text(json.dumps({"files": files}, indent=1) + "\n", encoding="utf-8")
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
@@ -513,7 +554,10 @@ async def cmd_demo(args: argparse.Namespace) -> int:
         return directive_plan(body, default_duration=rng.uniform(0.8, 3.0))
 
     out_dir = Path(args.out)
-    inputs = [{"prompt": p, "size": rng.choice(_DEMO_SIZES)} for p in DEMO_PROMPTS]
+    inputs = [{"prompt": p, "size": rng.choice(_DEMO_SIZES), "quality": "1K"} for p in DEMO_PROMPTS]
+    inputs += [dict(item) for item in DEMO_MEDIA]
+    sheet = ContactSheet(out_dir, title=f"evolink demo: {len(inputs)} inputs on the built-in simulator")
+    await anyio.to_thread.run_sync(_clear_previous_demo, out_dir)
     async with FakeEvolink(plan=plan) as fake:
         # Rate limits and a flaky gateway, which the client absorbs without failing anything.
         fake.inject(Fault(route="create", kind="status", status=429, retry_after="1", times=2))
@@ -521,29 +565,34 @@ async def cmd_demo(args: argparse.Namespace) -> int:
         fake.inject(Fault(route="batch", kind="html", status=502))
         fake.inject(Fault(route="batch", kind="status", status=429))
         console.print(
-            f"[bold]evolink demo[/]: {len(inputs)} prompts on the built-in simulator at {fake.base_url} "
-            f"(no key, no network); 4 of them scripted to fail; injected 429s, a dropped create and a 502\n"
+            f"[bold]evolink demo[/]: {len(DEMO_PROMPTS)} pictures, a video and a song on the built-in simulator at "
+            f"{fake.base_url} (no key, no network); 4 of them scripted to fail; injected 429s, a dropped create and "
+            "a 502\n"
         )
         limits = Limits(max_in_flight=args.concurrency, requests_per_second=50)
         async with AsyncClient(fake.api_key, base_url=fake.base_url, limits=limits) as client:
-            code = await run_batch(
-                client,
-                inputs,
-                total=len(inputs),
-                out_dir=out_dir,
-                journal=None,
-                budget=None,
-                fields={"quality": "1K"},
-                console=console,
-                show_outcomes=True,
-            )
+            try:
+                code = await run_batch(
+                    client,
+                    inputs,
+                    total=len(inputs),
+                    out_dir=out_dir,
+                    journal=None,
+                    budget=None,
+                    fields={},
+                    console=console,
+                    show_outcomes=True,
+                    sheet=sheet,
+                )
+            finally:  # even when interrupted: what it saved so far is the next run's to replace
+                await anyio.to_thread.run_sync(_record_demo, out_dir, sheet.files)
         s = fake.stats
         console.print(
             f"server side: {s.creates} tasks created from {s.create_requests} create requests "
             f"({s.replays} idempotent replay, {s.rate_limited} answered 429), peak {s.max_running} running, "
             f"{s.read_requests + s.batch_requests} status requests; no task was paid for twice."
         )
-    console.print(f"images saved in {out_dir}/")
+    console.print(f"results saved in {out_dir}/; open {out_dir / 'index.html'} in a browser", markup=False)
     # The scripted failures are the point of the demo, not a fault of it.
     return EXIT_OK if code in (EXIT_OK, EXIT_FAILED) else code
 

@@ -231,10 +231,19 @@ async def test_the_failure_table_groups_by_kind_with_counts_file_lines_and_task_
     assert failed_ids[0] in out
 
 
-def test_demo_runs_without_key_or_network(tmp_path: Path) -> None:
+def test_demo_runs_without_key_or_network_and_replaces_what_a_previous_demo_wrote(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "mine.png").write_bytes(b"not the demo's")
+    (tmp_path / "outside.png").write_bytes(b"not in the folder")
+    # What a previous demo left: its files and its record of them (one name edited to point outside).
+    previous = ["index.html", "task-old-0.png", "task-old-1.mp4", "../outside.png"]
+    for name in previous[:3]:
+        (out / name).write_bytes(b"old")
+    (out / _cli.DEMO_MANIFEST).write_text(json.dumps({"files": previous}))
     env = {k: v for k, v in os.environ.items() if k != "EVOLINK_API_KEY"}
     result = subprocess.run(
-        [sys.executable, "-m", "evolink_async._cli", "demo", "--out", str(tmp_path / "demo")],
+        [sys.executable, "-m", "evolink_async._cli", "demo", "--out", str(out)],
         capture_output=True,
         text=True,
         env=env,
@@ -244,9 +253,17 @@ def test_demo_runs_without_key_or_network(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "batch summary" in result.stdout
     assert "no task was paid for twice" in result.stdout
-    # Four prompts are scripted to fail; every other one is saved.
-    assert len(list((tmp_path / "demo").glob("*.png"))) == len(_cli.DEMO_PROMPTS) - 4
     assert "Traceback" not in result.stderr
+    # Four prompts are scripted to fail; every other result is saved: pictures, a video and a song.
+    assert len(list(out.glob("task-*.png"))) == len(_cli.DEMO_PROMPTS) - 4
+    assert len(list(out.glob("*.mp4"))) == len(list(out.glob("*.mp3"))) == 1
+    # The previous demo's files are gone, the user's own and anything outside the folder are not.
+    names = {path.name for path in out.iterdir()}
+    assert not names & {"task-old-0.png", "task-old-1.mp4"}
+    assert {"mine.png", "index.html", _cli.DEMO_MANIFEST} <= names
+    assert (tmp_path / "outside.png").exists()
+    recorded = json.loads((out / _cli.DEMO_MANIFEST).read_text())["files"]
+    assert sorted(recorded) == sorted(names - {"mine.png", _cli.DEMO_MANIFEST})
 
 
 async def test_a_local_save_error_names_the_created_task(
