@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 # Debian packages the tests start themselves (a real Redis for the coordinator, Chromium for the contact sheet):
 # installed here when missing, so `make test` works on a fresh machine. apt-get needs root (CI runs as root);
 # without it, say what to install.
-DEBIAN_PACKAGES := redis-server:redis-server
+DEBIAN_PACKAGES := redis-server:redis-server chromium:chromium chromium-driver:chromedriver
 SYSTEM_STAMP := .system-deps.stamp
 
 $(SYSTEM_STAMP): Makefile
