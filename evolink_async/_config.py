@@ -58,7 +58,8 @@ class RetryPolicy:
     multiplier: float = attrs.field(default=2.0, validator=_positive)
     max_retry_after: float = attrs.field(default=30.0, validator=_non_negative)
 
-    @max_attempts.validator
+    # pyright reads an attrs field as its default's type, so it knows no `.validator` on it (mypy's attrs plugin does).
+    @max_attempts.validator  # pyright: ignore[reportAttributeAccessIssue]
     def _check_attempts(self, attribute: attrs.Attribute[int], value: int) -> None:
         if value < 1:
             raise ConfigurationError(f"max_attempts must be >= 1, got {value!r}")
@@ -96,12 +97,12 @@ class PollPolicy:
     callback_slack: float = attrs.field(default=10.0, validator=_non_negative)
     callback_max_interval: float = attrs.field(default=120.0, validator=_positive)
 
-    @batch_size.validator
+    @batch_size.validator  # pyright: ignore[reportAttributeAccessIssue]
     def _check_batch_size(self, attribute: attrs.Attribute[int], value: int) -> None:
         if not 1 <= value <= 50:
             raise ConfigurationError(f"batch_size must be between 1 and 50, got {value!r}")
 
-    @max_concurrent_reads.validator
+    @max_concurrent_reads.validator  # pyright: ignore[reportAttributeAccessIssue, reportOptionalMemberAccess]
     def _check_reads(self, attribute: attrs.Attribute[int | None], value: int | None) -> None:
         if value is not None and value < 1:
             raise ConfigurationError(f"max_concurrent_reads must be >= 1, got {value!r}")
@@ -122,19 +123,19 @@ class Limits:
     max_download_connections: int = attrs.field(default=8)
     max_download_bytes: int = attrs.field(default=1024 * 1024 * 1024)
 
-    @max_in_flight.validator
+    @max_in_flight.validator  # pyright: ignore[reportAttributeAccessIssue]
     def _check_in_flight(self, attribute: attrs.Attribute[int], value: int) -> None:
         if value < 1:
             raise ConfigurationError(f"max_in_flight must be >= 1, got {value!r}")
 
-    @burst.validator
+    @burst.validator  # pyright: ignore[reportAttributeAccessIssue]
     def _check_burst(self, attribute: attrs.Attribute[int], value: int) -> None:
         if value < 1:
             raise ConfigurationError(f"burst must be >= 1, got {value!r}")
 
-    @max_connections.validator
-    @max_download_connections.validator
-    @max_download_bytes.validator
+    @max_connections.validator  # pyright: ignore[reportAttributeAccessIssue]
+    @max_download_connections.validator  # pyright: ignore[reportAttributeAccessIssue]
+    @max_download_bytes.validator  # pyright: ignore[reportAttributeAccessIssue]
     def _check_connections(self, attribute: attrs.Attribute[int], value: int) -> None:
         if value < 1:
             raise ConfigurationError(f"{attribute.name} must be >= 1, got {value!r}")

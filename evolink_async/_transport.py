@@ -176,13 +176,15 @@ class Transport:
             events.emit(events.RequestSent(method, self._host, path))
             started = time.monotonic()
         failure: errors.APIConnectionError | None = None
+        raw, status = b"", 0  # bound on every path (pyright): a failure raises before either is read
+        resp_headers: Mapping[str, str] = {}
         try:
             async with self._get_session().request(
                 method, self.base_url + path, data=data, headers=headers, timeout=client_timeout, allow_redirects=False
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
-                resp_headers: Mapping[str, str] = resp.headers
+                resp_headers = resp.headers
         except (aiohttp.ClientError, OSError, TimeoutError, asyncio.TimeoutError) as exc:
             failure = self._connection_error(method, path, client_timeout, exc)
         if traced:

@@ -18,7 +18,7 @@ MEDIA_TYPES = {"png": "image/png", "mp4": "video/mp4", "mp3": "audio/mpeg", "wav
 
 @functools.cache
 def _packaged(name: str) -> bytes:
-    return resources.files(__package__).joinpath("media").joinpath(name).read_bytes()
+    return resources.files("evolink_async.testing").joinpath("media").joinpath(name).read_bytes()
 
 
 @functools.cache
