@@ -67,8 +67,13 @@ lint: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
+# Both type checkers users run, on the package and on the user code in tests/typing (make test runs these in
+# tests/test_typing.py).
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict evolink_async
+	$(BIN)/mypy --strict --warn-unused-ignores tests/typing
+	$(BIN)/pyright --pythonpath $(BIN)/python
+	$(BIN)/pyright --pythonpath $(BIN)/python -p tests/typing/pyrightconfig.json
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest

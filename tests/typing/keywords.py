@@ -1,8 +1,10 @@
 """User code that a type checker must judge (not a test module: pytest never imports this file).
 
-``tests/test_api_defects.py`` runs ``mypy --strict --warn-unused-ignores`` on it and expects exit 0. Each
-``# type: ignore[...]`` below marks a line that must be rejected: were it accepted, the ignore would be unused
-and mypy would fail. The other lines must type-check as they are.
+``tests/test_typing.py`` runs ``mypy --strict --warn-unused-ignores`` and pyright (strict, with
+``reportUnnecessaryTypeIgnoreComment``) on it and expects both to pass (``tests/test_api_defects.py`` runs
+mypy on it too). Each ``# type: ignore[...]  # pyright: ignore[...]`` below marks a line that must be
+rejected: were it accepted, the ignore would be unused and the checker would fail. The other lines must
+type-check as they are.
 """
 
 from __future__ import annotations
@@ -20,20 +22,20 @@ async def keyword_fields_are_typed(client: evo.AsyncClient) -> None:
     print(done, created)
 
     # A misspelled field name is an unexpected keyword.
-    await client.generate("x", sise="16:9")  # type: ignore[call-arg]
-    await client.submit("x", sise="16:9")  # type: ignore[call-arg]
+    await client.generate("x", sise="16:9")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    await client.submit("x", sise="16:9")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
 
     # A size must be a string (a known one, or a str for models the SDK does not know), never an int.
-    await client.generate("x", size=169)  # type: ignore[arg-type]
-    await client.submit("x", size=169)  # type: ignore[arg-type]
+    await client.generate("x", size=169)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    await client.submit("x", size=169)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
 def the_sync_client_is_typed_alike(client: evo.Client) -> None:
     done: evo.Task = client.generate("x", size="16:9", quality="2K")
     created: evo.Task = client.submit(prompt="a cat", quality="1K")
     print(done, created)
-    client.generate("x", sise="16:9")  # type: ignore[call-arg]
-    client.submit("x", size=169)  # type: ignore[arg-type]
+    client.generate("x", sise="16:9")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    client.submit("x", size=169)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
 async def every_kind_and_local_files_are_typed(client: evo.AsyncClient, sync: evo.Client) -> None:
@@ -50,6 +52,6 @@ async def every_kind_and_local_files_are_typed(client: evo.AsyncClient, sync: ev
     page: evo.FilePage = sync.files.list(page_size=5)
     synced: evo.UploadedFile = sync.upload(b"\x89PNG")
     print(done, items, uploaded, quota, page, synced)
-    evo.VideoRequest("x")  # type: ignore[call-arg]
-    evo.AudioRequest("x", model="suno-v5", vocal_gender="x")  # type: ignore[arg-type]
-    await client.upload(42)  # type: ignore[arg-type]
+    evo.VideoRequest("x")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    evo.AudioRequest("x", model="suno-v5", vocal_gender="x")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    await client.upload(42)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
