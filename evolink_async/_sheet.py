@@ -104,7 +104,7 @@ def card_for(outcome: Outcome, folder: Path, seconds: float | None = None) -> Ca
     """The card of ``outcome``, its files given relative to ``folder``."""
     task = _task_of(outcome)
     usage = task.usage if task is not None else None
-    credits = None if usage is None else (usage.credits_used if usage.credits_used is not None else None)
+    credits = usage.credits_used if usage is not None else None
     files = tuple(Path(os.path.relpath(path, folder)).as_posix() for path in outcome.files)
     return Card(
         index=outcome.index,
