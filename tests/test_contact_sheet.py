@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
+import evolink_async as evo
 from evolink_async import _cli
+from evolink_async._sheet import ContactSheet
 from evolink_async.testing import FakeEvolink
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,3 +175,24 @@ async def test_batch_out_writes_a_sheet_whose_prompts_are_text_and_players_play(
     assert [m for m in state["media"] if m["error"] is not None or m["ready"] < 1] == []
     assert len(state["failed"]) == 1
     assert "content_policy_violation" in state["failed"][0]
+
+
+async def test_a_sheet_names_inputs_not_submitted_and_says_when_it_shows_only_the_first(
+    fake: FakeEvolink, client: evo.AsyncClient, tmp_path: Path
+) -> None:
+    sheet = ContactSheet(tmp_path, title="budget", max_cards=2)
+    prompts = [f"cat {n} [duration:0.05]" for n in range(3)]
+    started = time.monotonic()
+    # 1.6 credits an image: the budget pays for the first input only.
+    async with client.generate_many(sheet.timed(prompts), budget=2.0, max_in_flight=1, download_to=tmp_path) as run:
+        async for outcome in run:
+            sheet.add(outcome)
+    page = sheet.write(run.stats, time.monotonic() - started).read_text(encoding="utf-8")
+    cards = sorted(sheet.cards, key=lambda card: card.index)
+    assert [(card.index, card.status) for card in cards] == [(0, "completed"), (1, "not submitted")]
+    assert cards[0].seconds is not None
+    assert cards[1].task_id is None
+    assert page.count('<article class="card') == 2
+    assert "showing the first 2 of 3 inputs" in page
+    assert "not submitted: the budget was reached" in page
+    assert sheet.files == ["index.html", *cards[0].files]
