@@ -181,6 +181,7 @@ class Engine:
         if with_callback:
             body["callback_url"] = self.callback_url
         traced = events.active()
+        started = 0.0  # read only when traced (bound here for pyright)
         if traced:
             events.emit(events.CreateStarted(key, request.kind, request.model))
             started = time.monotonic()

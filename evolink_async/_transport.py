@@ -172,6 +172,7 @@ class Transport:
         client_timeout = self._client_timeout(timeout if timeout is not None else self.timeouts.request)
         self.requests_sent += 1
         traced = events.active()
+        started = 0.0  # read only when traced (bound here for pyright)
         if traced:
             events.emit(events.RequestSent(method, self._host, path))
             started = time.monotonic()
