@@ -102,11 +102,16 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 # Each benchmark exits 1 when it misses a target; run them all and fail at the end if any did.
+# Results go to benchmarks/results/*.json; plot.py draws them into docs/img (the benchmarks page shows them).
 bench: $(BENCH_STAMP) $(SYSTEM_STAMP)
-	status=0; \
-	for b in polling batch callbacks pace scale coordinated; do \
-		$(BIN)/python benchmarks/$$b.py || status=1; \
+	mkdir -p benchmarks/results; status=0; \
+	$(BIN)/python benchmarks/polling.py --also-fixed 1,2,5,10 --json benchmarks/results/polling.json || status=1; \
+	$(BIN)/python benchmarks/batch.py --json benchmarks/results/batch.json || status=1; \
+	$(BIN)/python benchmarks/callbacks.py || status=1; \
+	for b in pace scale coordinated; do \
+		$(BIN)/python benchmarks/$$b.py --json benchmarks/results/$$b.json || status=1; \
 	done; \
+	$(BIN)/python benchmarks/plot.py benchmarks/results docs/img || status=1; \
 	exit $$status
 
 # A smoke test of the new benchmarks (a tiny slice of each, about 30 s): figures only, exits 0 unless one breaks.

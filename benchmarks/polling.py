@@ -124,6 +124,9 @@ async def main(args: argparse.Namespace) -> int:
     fixed_big = await run_fixed(args.batch_tasks, args.estimate, args.spread, 3.0, args.seed)
     sdk_big = await run_sdk(args.batch_tasks, args.estimate, args.spread, True, args.seed)
     rows = [fixed_small, sdk_small, fixed_big, sdk_big]
+    for interval in args.also_fixed:
+        # More fixed pollers for the plot (benchmarks/plot.py): the cost/lag curve the SDK is measured against.
+        rows.append(await run_fixed(args.tasks, args.estimate, args.spread, interval, args.seed))
     print_table(rows)
     print()
     print(
@@ -156,4 +159,11 @@ if __name__ == "__main__":
     parser.add_argument("--batch-tasks", type=int, default=500, help="tasks in flight in the batch scenario")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument(
+        "--also-fixed",
+        type=lambda text: [float(x) for x in text.split(",") if x],
+        default=[],
+        metavar="SECONDS,...",
+        help="per-task runs of more fixed pollers, e.g. 1,2,5,10 (for the plot)",
+    )
     sys.exit(anyio.run(main, parser.parse_args()))
