@@ -327,7 +327,11 @@ class BatchRun:
             self._receive.close()
             if self._journal is not None:
                 with anyio.CancelScope(shield=True):
-                    await self._journal.close()
+                    try:
+                        await self._journal.close()
+                    except errors.CoordinatorError as exc:
+                        # A shared journal's claims expire on their own: the run's own result is what to raise.
+                        log.warning("%s (this worker's claims expire on their own)", exc)
 
     def __aiter__(self) -> AsyncIterator[Outcome]:
         if self._receive is None:
@@ -496,7 +500,10 @@ class BatchRun:
                     self._stop(exc)
                     return
                 except Exception as exc:  # never lost: the outcome carries it
-                    outcome = Outcome(final.index, final.input, final.request, error=exc, resumed=final.plan.resumed)
+                    # The task, if there is one, stays with its outcome: a failed journal write must not lose it.
+                    outcome = Outcome(
+                        final.index, final.input, final.request, task=final.task, error=exc, resumed=final.plan.resumed
+                    )
                 await self._deliver(outcome, out)
                 final.slot.release()
 
@@ -599,9 +606,8 @@ class BatchRun:
         """The outcome when nothing needs awaiting (no journal, no download); None, untouched, otherwise."""
         index, item, request, plan, task = final.index, final.input, final.request, final.plan, final.task
         if task is None:
-            assert final.error is not None
-            error = errors.task_context(plan.task_id).attach(final.error) if plan.task_id else final.error
-            return Outcome(index, item, request, error=_as_exception(error), resumed=plan.resumed)
+            # A shared batch first gives the input's claim back (a finisher awaits that): another worker may finish it.
+            return None if self._shared else _wait_ended(final)
         if self._journal is not None:
             return None
         failure = failure_of(task)
@@ -619,7 +625,9 @@ class BatchRun:
         if outcome is not None:
             return outcome
         index, item, request, plan, task = final.index, final.input, final.request, final.plan, final.task
-        assert task is not None
+        if task is None:
+            await self._journal.let_go(index)
+            return _wait_ended(final)
         failure = failure_of(task)
         if failure is not None:
             self._settle(plan.estimate, 0.0)  # failed and cancelled tasks are refunded
@@ -817,13 +825,19 @@ class BatchRun:
         if self.budget is None:
             return 0.0, False
         price = self._price_of(request)
+        if self._shared and price.value is None and not price.missing and not price.probing:
+            # Learned by another worker (or an earlier run) of this shared batch: no probe of our own.
+            price.value = price.value or await self._journal.known_price(_price_class(request))
         while price.value is None and not price.missing:
             if not price.probing:
                 # This input's create will tell what a task of its class costs: it may go if anything of the
                 # budget is left.
                 if self.stats.committed_credits >= self.budget:
                     return -1.0, False
-                price.probing = True
+                price.probing = True  # before any await: one probe per class, not one per waiting input
+                if self._shared and await self._journal.spent() >= self.budget:
+                    _probe_ended(price)  # the others waiting for this class's price look again
+                    return -1.0, False  # spent by the workers of the batch
                 return 0.0, True
             # Another input of this class is finding out the price: wait for it rather than guess.
             await price.known.wait()
@@ -841,7 +855,10 @@ class BatchRun:
         if price is None:
             return
         if reserved is not None:
+            learned = price.value is None or reserved > price.value
             price.value = reserved if price.value is None else max(price.value, reserved)
+            if learned and self._shared and plan.request is not None:
+                self._engine.spawn(self._share_price, _price_class(plan.request), price.value)
         elif plan.probe and price.value is None:
             price.missing = True
         if plan.probe:
@@ -849,17 +866,45 @@ class BatchRun:
 
     def _end_probe(self, plan: _Plan) -> None:
         """The probing input is done (priced, failed or cancelled): wake those waiting for its class's price."""
-        price = plan.price
-        if price is None:
-            return
-        price.probing = False
-        event, price.known = price.known, anyio.Event()
-        event.set()
+        if plan.price is not None:
+            _probe_ended(plan.price)
 
     def _settle(self, expected: float, actual: float) -> None:
         self.stats.committed_credits += actual - expected
         if self._shared and actual != expected:
-            self._engine.spawn(self._journal.adjust, actual - expected)
+            self._engine.spawn(self._adjust_shared, actual - expected)
+
+    async def _share_price(self, price_class: str, value: float) -> None:
+        try:
+            await self._journal.learn_price(price_class, value)
+        except errors.CoordinatorError as exc:
+            log.warning("%s: the other workers learn this price by themselves", exc)
+
+    async def _adjust_shared(self, delta: float) -> None:
+        """The shared committed credits corrected, in the client's task group: never raising there."""
+        try:
+            await self._journal.adjust(delta)
+        except errors.CoordinatorError as exc:
+            log.warning("%s: the batch's shared committed credits are off by %g", exc, delta)
+
+
+def _probe_ended(price: _Price) -> None:
+    """No input of this class is finding out its price any more: wake those that waited for it."""
+    price.probing = False
+    event, price.known = price.known, anyio.Event()
+    event.set()
+
+
+def _price_class(request: Request) -> str:
+    return f"{request.endpoint} {request.model}"
+
+
+def _wait_ended(final: _Final) -> Outcome:
+    """The outcome of an input whose wait ended without a final task (a timeout, a read that failed)."""
+    plan = final.plan
+    assert final.error is not None
+    error = errors.task_context(plan.task_id).attach(final.error) if plan.task_id else final.error
+    return Outcome(final.index, final.input, final.request, error=_as_exception(error), resumed=plan.resumed)
 
 
 def _reserved(task: Task) -> float | None:

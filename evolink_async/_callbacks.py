@@ -65,6 +65,7 @@ class CallbackRegistry:
         is_waited_on: Callable[[str], bool],
         spawn: Callable[..., bool],
         relay: Callable[[Any], Awaitable[None]] | None = None,
+        relay_expected: Callable[[str], Awaitable[bool]] | None = None,
         min_confirm_interval: float = 1.0,
         max_expected: int = _MAX_EXPECTED,
     ) -> None:
@@ -72,6 +73,7 @@ class CallbackRegistry:
         self._is_waited_on = is_waited_on
         self._spawn = spawn
         self._relay = relay
+        self._relay_expected = relay_expected
         self.min_confirm_interval = min_confirm_interval
         self._max = max_expected
         self._expected: OrderedDict[str, _Expected] = OrderedDict()
@@ -153,6 +155,10 @@ class CallbackRegistry:
     async def _confirm_and_relay(self, task_id: str, state: _Expected) -> None:
         assert self._relay is not None
         try:
+            if self._relay_expected is not None and not await self._relay_expected(task_id):
+                # No replica created it with our callback URL: a forged or foreign callback costs no read.
+                self.stats.ignored += 1
+                return
             for attempt in range(2):
                 # Our own read, as for a callback of our own: the callback's body is never relayed.
                 task = await self._read(task_id)

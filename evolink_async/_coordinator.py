@@ -36,6 +36,14 @@ class Coordinator(Protocol):
         """Give a slot back (at once locally; in the shared store soon after, in the background)."""
         ...
 
+    async def expect(self, task_id: str) -> None:
+        """This task was created with the shared callback URL: a callback for it may be relayed."""
+        ...
+
+    async def is_expected(self, task_id: str) -> bool:
+        """Whether a process created this task with the callback URL (a callback for any other id is ignored)."""
+        ...
+
     async def publish(self, task: Mapping[str, Any]) -> None:
         """Tell every process that this task (a confirmed final task) is final."""
         ...

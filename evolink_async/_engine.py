@@ -81,6 +81,7 @@ class Engine:
             is_waited_on=self._is_waited_on,
             spawn=self.spawn,
             relay=self._relay if coordinator is not None else None,
+            relay_expected=coordinator.is_expected if coordinator is not None else None,
         )
         self.poller = Poller(api, poll, timeouts, self.callback_registry, readers=limits.max_connections)
         self.slots = anyio.CapacityLimiter(limits.max_in_flight)
@@ -94,6 +95,14 @@ class Engine:
 
     def _is_waited_on(self, task_id: str) -> bool:
         return self.poller.is_waited_on(task_id)
+
+    async def _expect_shared(self, task_id: str) -> None:
+        """Let the other replicas relay this task's callback (the callback may land on any of them)."""
+        assert self.coordinator is not None
+        try:
+            await self.coordinator.expect(task_id)
+        except errors.CoordinatorError as exc:  # the task exists: never fail its create for this
+            log.warning("%s; task %s falls back on its safety-net reads", exc, task_id)
 
     async def _relay(self, task: Task) -> None:
         """A task confirmed final after a callback nobody here waits on: tell the other processes."""
@@ -121,7 +130,10 @@ class Engine:
             try:
                 await self._task_group.start(self._run_coordinator, self._coordinator_scope)
             except BaseException:
-                await self.finish()
+                # The task group reports the same failure again, grouped: the error itself (a CoordinatorError
+                # naming Redis) is what the caller of ``async with`` gets.
+                with contextlib.suppress(Exception):
+                    await self.finish()
                 raise
         self.state = "open"
 
@@ -170,7 +182,7 @@ class Engine:
 
     # -- one call each -----------------------------------------------------------------------------
 
-    async def create(self, request: Request, key: str) -> Task:
+    async def create(self, request: Request, key: str, *, followed: bool = False) -> Task:
         """Create the task (its local files uploaded first); the client's callback URL goes along unless the
         request has its own."""
         self.check_open()
@@ -195,9 +207,11 @@ class Engine:
             raise
         if traced:
             elapsed = time.monotonic() - started
-            events.emit(events.TaskSubmitted(key, created.task, request.kind, elapsed, created.replayed))
+            events.emit(events.TaskSubmitted(key, created.task, request.kind, elapsed, created.replayed, followed))
         if with_callback:
             self.callback_registry.expect(created.task.id)
+            if self.coordinator is not None:
+                await self._expect_shared(created.task.id)
         if created.replayed:
             log.info("create replayed by the server: task %s (idempotency key reused)", created.task.id)
         return created.task
@@ -228,6 +242,10 @@ class Engine:
                     await _follow(w, on_update)
                 if scope is not None and scope.cancelled_caught:
                     raise errors.WaitTimeoutError(task_id, timeout or 0.0, w.task)
+            except BaseException as exc:
+                if events.active():
+                    events.emit(events.WaitEnded(task_id, exc))
+                raise
             finally:
                 self.poller.release(w)
             final = w.task
@@ -318,7 +336,7 @@ class Engine:
         """Create the task, unless ``task_id`` resumes one: (task id, the created task, when it was sent)."""
         if task_id is not None:
             return task_id, None, None
-        known = await self.create(request, key)
+        known = await self.create(request, key, followed=True)
         submitted_at = time.monotonic()
         if on_created is not None:
             with errors.task_context(known.id):
@@ -340,6 +358,8 @@ class Launched(Slot):
 
     def __call__(self, task: Task | None, error: BaseException | None) -> None:
         self.release()
+        if error is not None and self.follower is not None and events.active():
+            events.emit(events.WaitEnded(self.follower.watch.task_id, error))
         self.on_final(task, error)
 
     def stop(self) -> None:

@@ -68,6 +68,7 @@ class SharedJournal:
         self._prefix = f"{namespace}:batch:{name}"
         self._items = f"{self._prefix}:items"
         self._committed = f"{self._prefix}:committed"
+        self._prices = f"{self._prefix}:prices"
         self._worker = secrets.token_hex(8)
         self._call = call
         self._claim = redis.register_script(_CLAIM)
@@ -185,6 +186,20 @@ class SharedJournal:
         """Add ``amount`` to the credits all workers committed, unless that would exceed ``budget``."""
         args = [repr(amount), repr(budget)]
         return bool(await self._call("reserve credits", lambda: self._reserve(keys=[self._committed], args=args)))
+
+    async def spent(self) -> float:
+        """The credits all workers committed so far."""
+        raw = await self._call("read credits", lambda: self._redis.get(self._committed))
+        return float(raw or 0.0)
+
+    async def known_price(self, price_class: str) -> float | None:
+        """The price a worker of this batch learned for a price class (an endpoint and a model), if any."""
+        raw = await self._call("read prices", lambda: self._redis.hget(self._prices, price_class))
+        return float(raw) if raw is not None else None
+
+    async def learn_price(self, price_class: str, price: float) -> None:
+        """Tell the other workers (and reruns) what a task of this class costs: they need no probe of their own."""
+        await self._call("share a price", lambda: self._redis.hset(self._prices, price_class, repr(price)))
 
     async def adjust(self, delta: float) -> None:
         """Correct the shared committed credits (a price learned, a refund)."""

@@ -33,6 +33,7 @@ __all__ = (
     "TaskFinished",
     "TaskSubmitted",
     "TaskUpdated",
+    "WaitEnded",
     "active",
     "emit",
     "subscribe",
@@ -90,6 +91,8 @@ class TaskSubmitted:
     kind: str
     elapsed: float
     replayed: bool
+    #: The client waits for it now (``generate``, a batch); False for ``submit``, which returns it.
+    followed: bool = False
 
 
 @attrs.frozen
@@ -122,6 +125,14 @@ class TaskUpdated:
 
 
 @attrs.frozen
+class WaitEnded:
+    """A wait for a task ended before the task was seen final (a timeout, a read that failed, the client closing)."""
+
+    task_id: str
+    error: BaseException
+
+
+@attrs.frozen
 class TaskFinished:
     """A task someone waited on was seen final. ``elapsed``: seconds since it was submitted (or first watched);
     ``reads``: status reads that saw it; ``since_last_read``: seconds since the read before (how late it could
@@ -145,6 +156,7 @@ Event: TypeAlias = (
     | ReadEnded
     | TaskUpdated
     | TaskFinished
+    | WaitEnded
 )
 
 _handlers: list[Callable[[Any], None]] = []

@@ -21,6 +21,7 @@ No attribute holds the API key: spans and metrics are built from events (``evoli
 
 from __future__ import annotations
 
+import contextvars
 from collections import OrderedDict
 from typing import Any
 
@@ -40,6 +41,11 @@ from ._version import __version__
 __all__ = ("Instrumentation", "instrument")
 
 _MAX_OPEN = 100_000  # task spans kept open at once (a wait that never ended must not grow this forever)
+# The span of the create (or read) under way in this task, and the token to detach it with: the start and end
+# events of one create come in one task, so a context variable pairs them even when two creates share a key.
+_CREATING: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar("evolink_creating", default=None)
+_READING: contextvars.ContextVar[Any] = contextvars.ContextVar("evolink_reading", default=None)
+_ACTIVE: list[Instrumentation] = []
 
 
 @attrs.define
@@ -53,17 +59,24 @@ class Instrumentation:
         self._unsubscribe()
         if self._config in TRACE_CONFIGS:
             TRACE_CONFIGS.remove(self._config)
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
 
 
 def instrument(tracer_provider: Any = None, meter_provider: Any = None) -> Instrumentation:
-    """Trace and measure every client made from now on (``None``: the global providers)."""
+    """Trace and measure every client made from now on (``None``: the global providers). Calling it again
+    replaces the previous instrumentation (one at a time: two would nest each other's spans)."""
+    for previous in list(_ACTIVE):
+        previous.uninstrument()
     config = create_trace_config(tracer_provider=tracer_provider, meter_provider=meter_provider)
     TRACE_CONFIGS.append(config)
     telemetry = _Telemetry(
         trace.get_tracer("evolink_async", __version__, tracer_provider=tracer_provider),
         metrics.get_meter("evolink_async", __version__, meter_provider=meter_provider),
     )
-    return Instrumentation(events.subscribe(telemetry.on_event), config)
+    instrumentation = Instrumentation(events.subscribe(telemetry.on_event), config)
+    _ACTIVE.append(instrumentation)
+    return instrumentation
 
 
 class _Telemetry:
@@ -71,9 +84,7 @@ class _Telemetry:
 
     def __init__(self, tracer: Any, meter: Any) -> None:
         self._tracer = tracer
-        self._creating: dict[str, tuple[Any, Any]] = {}
         self._tasks: OrderedDict[str, Any] = OrderedDict()
-        self._reading: dict[str, Any] = {}
         self._duration = meter.create_histogram("evolink.task.duration", unit="s", description="submit to final")
         self._lag = meter.create_histogram(
             "evolink.task.detection_lag", unit="s", description="read before the final one to the final one"
@@ -101,26 +112,29 @@ class _Telemetry:
             },
         )
         # The create's HTTP spans (retries too) are made in this task, under this span.
-        self._creating[event.idempotency_key] = (span, context.attach(trace.set_span_in_context(span)))
+        _CREATING.set((span, context.attach(trace.set_span_in_context(span))))
 
     def _submitted(self, event: events.TaskSubmitted) -> None:
-        span, token = self._creating.pop(event.idempotency_key, (None, None))
+        span = _end_create()
         if span is None:
             return
-        context.detach(token)
         span.set_attribute("gen_ai.response.id", event.task.id)
         if event.replayed:
             span.set_attribute("evolink.create.replayed", True)
+        if not event.followed:
+            # submit(): the client returns the task and waits for nothing; the span is the create's.
+            span.set_attribute("evolink.task.status", event.task.raw_status)
+            span.end()
+            return
         self._tasks[event.task.id] = span
         if len(self._tasks) > _MAX_OPEN:
             _, oldest = self._tasks.popitem(last=False)
             oldest.end()
 
     def _create_failed(self, event: events.CreateFailed) -> None:
-        span, token = self._creating.pop(event.idempotency_key, (None, None))
+        span = _end_create()
         if span is None:
             return
-        context.detach(token)
         span.record_exception(event.error)
         span.set_status(trace.Status(trace.StatusCode.ERROR, type(event.error).__name__))
         span.end()
@@ -128,11 +142,12 @@ class _Telemetry:
     def _read_started(self, event: events.ReadStarted) -> None:
         span = self._tasks.get(event.task_id)
         if span is not None:
-            self._reading[event.task_id] = context.attach(trace.set_span_in_context(span))
+            _READING.set(context.attach(trace.set_span_in_context(span)))
 
     def _read_ended(self, event: events.ReadEnded) -> None:
-        token = self._reading.pop(event.task_id, None)
+        token = _READING.get()
         if token is not None:
+            _READING.set(None)
             context.detach(token)
 
     def _updated(self, event: events.TaskUpdated) -> None:
@@ -165,9 +180,28 @@ class _Telemetry:
             span.set_status(trace.Status(trace.StatusCode.ERROR, code))
         span.end()
 
+    def _wait_ended(self, event: events.WaitEnded) -> None:
+        span = self._tasks.pop(event.task_id, None)
+        if span is None:
+            return
+        span.set_attribute("error.type", type(event.error).__name__)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, f"the wait ended: {type(event.error).__name__}"))
+        span.end()
+
     def _answered(self, event: events.RequestAnswered) -> None:
         outcome = str(event.status) if event.status is not None else (event.error or "error")
         self._requests.add(1, {"http.request.method": event.method, "server.address": event.host, "outcome": outcome})
+
+
+def _end_create() -> Any:
+    """The span of the create under way in this task (detached from the context), or None."""
+    current = _CREATING.get()
+    if current is None:
+        return None
+    _CREATING.set(None)
+    span, token = current
+    context.detach(token)
+    return span
 
 
 _HANDLERS: dict[type, Any] = {
@@ -178,6 +212,7 @@ _HANDLERS: dict[type, Any] = {
     events.ReadEnded: _Telemetry._read_ended,
     events.TaskUpdated: _Telemetry._updated,
     events.TaskFinished: _Telemetry._finished,
+    events.WaitEnded: _Telemetry._wait_ended,
     events.RequestAnswered: _Telemetry._answered,
 }
 

@@ -51,7 +51,7 @@ _LOAD = """
 local h = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'rate', 'paused')
 local nominal = tonumber(ARGV[1]); local burst = tonumber(ARGV[2])
 local tokens = tonumber(h[1]) or burst; local ts = tonumber(h[2]) or now
-local rate = tonumber(h[3]) or nominal; local paused = tonumber(h[4]) or 0
+local rate = math.min(tonumber(h[3]) or nominal, nominal); local paused = tonumber(h[4]) or 0
 local elapsed = math.max(0, now - ts)
 if rate < nominal then rate = math.min(nominal, rate + elapsed * nominal / 20) end
 tokens = math.min(burst, tokens + elapsed * rate)
@@ -254,6 +254,16 @@ class RedisCoordinator:
             self._release_wanted.set()
 
     # -- the relay -------------------------------------------------------------------------------------
+
+    async def expect(self, task_id: str) -> None:
+        """Record a task created with the callback URL (for a day: callbacks come when tasks end)."""
+        key = f"{self._channel}:expected:{task_id}"
+        await self._call("record a task", lambda: self._redis.set(key, "1", ex=86400))
+
+    async def is_expected(self, task_id: str) -> bool:
+        """Whether any process created this task with the callback URL."""
+        key = f"{self._channel}:expected:{task_id}"
+        return bool(await self._call("look a task up", lambda: self._redis.exists(key)))
 
     async def publish(self, task: Mapping[str, Any]) -> None:
         """Tell every process that this confirmed task is final."""

@@ -276,3 +276,56 @@ async def test_the_shared_batch_example_runs_as_two_workers(
     assert len(list((tmp_path / "out").glob("*.png"))) == 10
     reported = [line for out in outputs for line in out.splitlines() if line.endswith(" ok")]
     assert sorted(int(line.split()[0]) for line in reported) == list(range(10))
+
+
+async def test_a_forged_callback_for_a_task_no_replica_created_costs_no_read(
+    redis_server: RedisServer, tls: TLS
+) -> None:
+    import aiohttp
+
+    async with AsyncExitStack() as stack:
+        fake = await stack.enter_async_context(FakeEvolink())
+        coordinator = RedisCoordinator(redis_server.url, namespace="forged")
+        b = await stack.enter_async_context(
+            evo.AsyncClient(fake.api_key, base_url=fake.base_url, coordinator=coordinator)
+        )
+        url = await serve_receiver(stack, b, tls)
+        session = await stack.enter_async_context(aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls.client)))
+        for i in range(20):
+            body = {"id": f"task-unified-1757165031-forged{i:02d}", "status": "completed"}
+            async with session.post(url, json=body) as resp:
+                assert resp.status < 300
+        await until(lambda: b.callbacks.stats.ignored == 20)
+    assert fake.stats.read_requests == 0, "a forged callback must not spend the key's reads"
+
+
+async def test_workers_whose_waits_time_out_do_not_wait_on_each_other_forever(
+    sim: FakeEvolink, redis_server: RedisServer
+) -> None:
+    inputs = ["[duration:1.5] a", "[duration:1.5] b"]
+    limits = evo.Limits(max_in_flight=1, requests_per_second=None)
+
+    async def worker(results: list[evo.Outcome]) -> None:
+        coordinator = RedisCoordinator(redis_server.url, namespace="timeouts", lease_seconds=3)
+        client = evo.AsyncClient(sim.api_key, base_url=sim.base_url, limits=limits, poll=POLL, coordinator=coordinator)
+        async with client:
+            results.extend(await client.generate_all(inputs, journal=coordinator.journal("t"), timeout=0.5))
+
+    a: list[evo.Outcome] = []
+    b: list[evo.Outcome] = []
+    with anyio.fail_after(30):  # before the fix: both waited on each other's input forever
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker, a)
+            tg.start_soon(worker, b)
+    assert sim.stats.creates == 2
+    assert {o.index for o in a + b} == {0, 1}
+
+
+async def test_a_budget_holds_across_reruns_of_a_shared_batch(sim: FakeEvolink, redis_server: RedisServer) -> None:
+    # 1.6 credits a task here; a budget of 2.4 leaves room for one. Every rerun is a new worker with no price.
+    inputs = [f"[duration:0.05] task {i}" for i in range(3)]
+    for _ in range(3):
+        coordinator = RedisCoordinator(redis_server.url, namespace="budget")
+        async with evo.AsyncClient(sim.api_key, base_url=sim.base_url, poll=POLL, coordinator=coordinator) as client:
+            await client.generate_all(inputs, journal=coordinator.journal("b"), budget=2.4)
+    assert sim.stats.creates == 1
