@@ -33,7 +33,7 @@ from ._coordinator import Coordinator
 from ._files import Files
 from ._poller import Follower, OnFinal, Poller, Watch
 from ._slots import Slot
-from .models import Request, Task, TaskStatus
+from .models import Request, Task, TaskStatus, is_local_source
 
 __all__ = ("Engine", "Launched", "OnCreated", "OnUpdate", "failure_of")
 
@@ -186,7 +186,9 @@ class Engine:
         """Create the task (its local files uploaded first); the client's callback URL goes along unless the
         request has its own."""
         self.check_open()
-        request = await self.files.resolve(request)
+        sources = getattr(request, "image_urls", ())
+        if sources and any(is_local_source(source) for source in sources):  # most creates have none: no await
+            request = await self.files.resolve(request)
         body = request_to_wire(request)
         # The client's callback URL was checked when the client was made (it may be a local test URL).
         with_callback = self.callback_url is not None and request.callback_url is None
