@@ -92,17 +92,12 @@ class RateLimiter:
         wait = await self.shared.take_token(rate=self.nominal or self.rate, burst=self.burst, needed=needed)
         if wait >= 0:
             return wait
-        wait = self._wait_time(time.monotonic(), urgent)  # Redis unreachable, fallback="local"
-        if wait <= 0:
-            self._take()
-        return wait
+        return self._local_wait(urgent)  # Redis unreachable, fallback="local"
 
     async def acquire(self, *, urgent: bool = False) -> None:
         """Wait for this request's turn; ``urgent`` (status reads) go before queued creates."""
-        if self.shared is not None:
-            await self._acquire_shared(urgent)
-            return
-        if not self._urgent and not self._normal and self._wait_time(time.monotonic(), urgent) <= 0:
+        shared = self.shared is not None
+        if not shared and not self._urgent and not self._normal and self._wait_time(time.monotonic(), urgent) <= 0:
             self._take()  # nobody queued and a token free: no queue to join, no event-loop round trip
             return
         me = _Waiter()
@@ -111,9 +106,9 @@ class RateLimiter:
         try:
             while True:
                 if self._head() is me:
-                    delay = self._wait_time(time.monotonic(), urgent)
+                    # A token of the shared bucket, or of this client's own: 0 when taken, else the wait.
+                    delay = await self._shared_wait(urgent) if shared else self._local_wait(urgent)
                     if delay <= 0:
-                        self._take()
                         return
                     # Sleeping on time, not on an event: an urgent request arriving meanwhile becomes the
                     # head and sleeps on its own; this one finds out when it wakes and steps back.
@@ -125,23 +120,11 @@ class RateLimiter:
             queue.remove(me)
             self._wake_head()
 
-    async def _acquire_shared(self, urgent: bool) -> None:
-        me = _Waiter()
-        queue = self._urgent if urgent else self._normal
-        queue.append(me)
-        try:
-            while True:
-                if self._head() is me:
-                    delay = await self._shared_wait(urgent)
-                    if delay <= 0:
-                        return
-                    await anyio.sleep(delay)
-                else:
-                    me.event = anyio.Event()
-                    await me.event.wait()
-        finally:
-            queue.remove(me)
-            self._wake_head()
+    def _local_wait(self, urgent: bool) -> float:
+        delay = self._wait_time(time.monotonic(), urgent)
+        if delay <= 0:
+            self._take()
+        return delay
 
     async def rate_limited(self, retry_after: float | None) -> None:
         """A 429 arrived: slow down here, and every process sharing the pace."""
