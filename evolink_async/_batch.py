@@ -712,10 +712,13 @@ class BatchRun:
             sources = list(getattr(sent, "image_urls", ())) if sent is not None else None
             try:
                 # Committed before the create is sent: a crash from here on is resumed with this key.
-                await self._journal.plan(index, fp, plan.key, sources)
+                planned = await self._journal.plan(index, fp, plan.key, sources)
             except BaseException:
                 self._not_created(plan)
                 raise
+            if planned is False:  # a shared batch's input taken over by another worker meanwhile: its to send
+                self._not_created(plan)
+                return _ELSEWHERE
         return plan
 
     async def _run(self, index: int, request: Request, plan: _Plan, on_final: OnFinal) -> Launched:

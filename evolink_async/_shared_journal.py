@@ -40,6 +40,12 @@ _RELEASE = """
 for i = 1, #KEYS do if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end end
 return 1
 """
+# KEYS: the claim key, the items hash. ARGV: worker id, index, entry JSON. Writes the entry only while this worker
+# holds the claim: a worker that stalled past its lease (another took the input over) must not plan a second key.
+_PLAN = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]); return 1
+"""
 # KEYS: the committed-credits counter. ARGV: amount, budget. 1: reserved; 0: it would exceed the budget.
 _RESERVE = """
 local now = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -75,6 +81,7 @@ class SharedJournal:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._reserve = redis.register_script(_RESERVE)
+        self._plan = redis.register_script(_PLAN)
         self._redis = redis
         self.held: set[int] = set()
 
@@ -153,9 +160,16 @@ class SharedJournal:
         text = json.dumps(data)
         await self._call("write the journal", lambda: self._redis.hset(self._items, str(index), text))
 
-    async def plan(self, index: int, fp: str, key: str, sources: list[str] | None = None) -> None:
-        """Store the key before the create is sent."""
-        await self._update(index, fingerprint=fp, key=key, state="planned", sources=sources)
+    async def plan(self, index: int, fp: str, key: str, sources: list[str] | None = None) -> bool:
+        """Store the key before the create is sent; False (nothing stored) if this worker no longer holds the
+        input's claim — another worker took it over, and only its key may be sent."""
+        entry = {"fingerprint": fp, "key": key, "state": "planned", "sources": sources, "updated": time.time()}
+        keys = [self._claim_key(index), self._items]
+        args = [self._worker, str(index), json.dumps(entry)]
+        planned = await self._call("write the journal", lambda: self._plan(keys=keys, args=args))
+        if not planned:
+            self.held.discard(index)
+        return bool(planned)
 
     async def submitted(self, index: int, task_id: str, credits: float | None) -> None:
         await self._update(index, task_id=task_id, state="submitted", credits=credits)

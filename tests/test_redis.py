@@ -329,3 +329,18 @@ async def test_a_budget_holds_across_reruns_of_a_shared_batch(sim: FakeEvolink, 
         async with evo.AsyncClient(sim.api_key, base_url=sim.base_url, poll=POLL, coordinator=coordinator) as client:
             await client.generate_all(inputs, journal=coordinator.journal("b"), budget=2.4)
     assert sim.stats.creates == 1
+
+
+async def test_a_worker_that_lost_its_claim_plans_no_second_key(redis_server: RedisServer) -> None:
+    # A worker that stalled past its lease: another took the input over; the first must not send a key of its own.
+    coordinator = RedisCoordinator(redis_server.url, namespace="stall", lease_seconds=0.2)
+    stalled, other = coordinator.journal("s"), coordinator.journal("s")
+    assert await stalled.claim(0)
+    await anyio.sleep(0.4)  # no renewal: the lease runs out
+    assert await other.claim(0)
+    assert await other.plan(0, "fp", "key-of-the-worker-that-holds-it")
+    assert not await stalled.plan(0, "fp", "key-of-the-stalled-worker")
+    entry = await other.get(0)
+    await coordinator.aclose()
+    assert entry is not None
+    assert entry.idempotency_key == "key-of-the-worker-that-holds-it"
