@@ -1,15 +1,46 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 
-.PHONY: system-deps test lint imports typecheck chaos pytest docs release-check demo bench bench-quick clean
+.PHONY: system-deps install-test install-demo install-docs install-bench lock lock-check test test-deps lint imports \
+	typecheck chaos pytest docs release-check demo bench bench-quick clean
 
-$(STAMP): pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,cli]'
-	touch $(STAMP)
+# The toolchain is locked: uv.lock pins every package the Makefile installs (tests, demo, docs, bench, release
+# check), and uv installs exactly those versions. uv itself comes from PyPI at this pinned version into .tools/
+# (its own small venv), unless that copy is already there. `make lock` refreshes the lock on purpose; no other
+# target changes it.
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+# Interpreters come from the machine, never downloaded (there may be no internet but the package index).
+export UV_PYTHON_DOWNLOADS := never
+UV_SYNC = $(UV) sync --locked --inexact --python $(PYTHON)
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# A lock out of date with pyproject.toml fails here, with one line saying what to do.
+lock-check: $(UV)
+	@out=$$($(UV) lock --check --python $(PYTHON) 2>&1) || { \
+		case "$$out" in *"needs to be updated"*) echo "uv.lock is out of date with pyproject.toml: run 'make lock'";; \
+		*) echo "$$out";; esac; exit 1; }
+
+lock: $(UV)
+	$(UV) lock --python $(PYTHON)
+
+# Each target syncs only what it needs into the one .venv, --inexact so that none removes what another installed
+# (`make demo` after `make test` keeps the test tools; `make test` after `make demo` keeps the CLI).
+install-test: lock-check
+	$(UV_SYNC) --all-extras --group dev --group docs
+
+install-demo: lock-check
+	$(UV_SYNC) --extra cli
+
+install-docs: lock-check
+	$(UV_SYNC) --all-extras --group docs
+
+install-bench: lock-check
+	$(UV_SYNC) --all-extras --group dev --group bench
 
 # Debian packages the tests start themselves (a real Redis for the coordinator, Chromium for the contact sheet):
 # installed here when missing, so `make test` works on a fresh machine. apt-get needs root (CI runs as root);
@@ -34,76 +65,77 @@ $(SYSTEM_STAMP): Makefile
 
 system-deps: $(SYSTEM_STAMP)
 
-# The docs site's tools (the `docs` extra: MkDocs, Material, mkdocstrings) on top of the dev install.
-DOCS_STAMP := $(VENV)/.docs-installed
-
-$(DOCS_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,cli,docs]'
-	touch $(DOCS_STAMP)
-
-# The release check: an sdist and a wheel built (the wheel from the sdist, as `python -m build` does) into a
-# fresh temporary directory, removed on exit, and their metadata checked by twine. The pytest run that follows
-# gets the directory as EVOLINK_DIST: tests/test_release.py installs that wheel into a fresh venv and runs
-# `evolink demo` from it. Used as the start of a shell line: `$(BUILD_DIST) && ... "$$dist" ...`.
+# The release check: an sdist and a wheel built (the wheel from the sdist, as `python -m build` does, with the
+# locked hatchling of .venv rather than a fresh download: --no-isolation) into a fresh temporary directory, removed
+# on exit, and their metadata checked by twine. The pytest run that follows gets the directory as EVOLINK_DIST:
+# tests/test_release.py installs that wheel into a fresh venv, its dependencies pinned by the lock (constraints.txt,
+# exported from uv.lock beside it), and runs `evolink demo` from it.
+# Used as the start of a shell line: `$(BUILD_DIST) && ... "$$dist" ...`.
 BUILD_DIST = dist=$$(mktemp -d) && trap 'rm -rf "$$dist"' EXIT && \
-	$(BIN)/python -m build --quiet --outdir "$$dist" . && \
-	$(BIN)/twine check --strict "$$dist"/*.whl "$$dist"/*.tar.gz
+	$(BIN)/python -m build --quiet --no-isolation --outdir "$$dist" . && \
+	$(BIN)/twine check --strict "$$dist"/*.whl "$$dist"/*.tar.gz && \
+	$(UV) export --quiet --locked --no-emit-project --extra cli --no-default-groups --no-hashes \
+		--format requirements.txt --output-file "$$dist/constraints.txt"
 
 # The site is built with warnings as errors: a broken link, anchor or API reference fails it. Not --quiet:
 # it hides the warnings from --strict too, and a broken link then passes.
 MKDOCS = NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-test: $(STAMP) $(DOCS_STAMP) $(SYSTEM_STAMP)
+test: install-test $(SYSTEM_STAMP)
 	$(BIN)/ruff check evolink_async tests benchmarks examples tools
 	$(BIN)/mypy --strict evolink_async
 	$(BIN)/lint-imports
 	$(MKDOCS)
 	$(BUILD_DIST) && EVOLINK_DIST="$$dist" $(BIN)/python -m pytest
 
-lint: $(STAMP)
+# The dependency ranges, at both ends (not part of `make test`; see docs/install.md): the behaviour tests, extras
+# included, with the lowest versions pyproject.toml allows and with the newest on the index today, on every Python
+# the machine has of those below (pyenv's or pythonX.Y on PATH). Each run gets its own venv under .deps/.
+DEPS_PYTHONS ?= 3.10 3.11 3.12 3.13
+
+test-deps: $(UV) $(SYSTEM_STAMP)
+	@status=0; for py in $(DEPS_PYTHONS); do for end in lowest-direct highest; do \
+		tools/test-deps.sh $(UV) $$py $$end || { status=1; echo "== FAILED: Python $$py, $$end"; }; \
+	done; done; exit $$status
+
+lint: install-test
 	$(BIN)/ruff check evolink_async tests benchmarks examples tools
 	$(BIN)/ruff format --check evolink_async tests benchmarks examples tools
 
-imports: $(STAMP)
+imports: install-test
 	$(BIN)/lint-imports
 
 # Both type checkers users run, on the package and on the user code in tests/typing (make test runs these in
 # tests/test_typing.py).
-typecheck: $(STAMP)
+typecheck: install-test
 	$(BIN)/mypy --strict evolink_async
 	$(BIN)/mypy --strict --warn-unused-ignores tests/typing
 	$(BIN)/pyright --pythonpath $(BIN)/python
 	$(BIN)/pyright --pythonpath $(BIN)/python -p tests/typing/pyrightconfig.json
 
-pytest: $(STAMP)
+pytest: install-test
 	$(BIN)/python -m pytest
 
 # The documentation site into site/ (open site/index.html).
-docs: $(DOCS_STAMP)
+docs: install-docs
 	$(MKDOCS)
 
-release-check: $(STAMP)
+release-check: install-test
 	$(BUILD_DIST) && EVOLINK_DIST="$$dist" $(BIN)/python -m pytest -p no:cacheprovider tests/test_release.py
 
-demo: $(STAMP)
+demo: install-demo
 	$(BIN)/evolink demo
 
 # The chaos suite at full size (make test runs a slice): 1,500 inputs with a fifth of all responses faulted,
 # then a batch process killed with SIGKILL 20 times and rerun.
-chaos: $(STAMP)
+chaos: install-test
 	CHAOS_INPUTS=1500 CHAOS_REPORT=docs/chaos-figures.md $(BIN)/python -m pytest -s -p no:cacheprovider tests/test_chaos.py
 	EVOLINK_CRASH_KILLS=20 $(BIN)/python -m pytest -p no:cacheprovider tests/test_journal.py -k sigkill
 
-# The benchmarks need the `bench` extra (openai-python, for batch.py's comparison).
-BENCH_STAMP := $(VENV)/.bench-installed
-
-$(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,cli,bench]'
-	touch $(BENCH_STAMP)
-
+# The benchmarks need the `bench` group (openai-python for batch.py's comparison, matplotlib for plot.py).
 # Each benchmark exits 1 when it misses a target; run them all and fail at the end if any did.
 # Results go to benchmarks/results/*.json; plot.py draws them into docs/img (the benchmarks page shows them).
-bench: $(BENCH_STAMP) $(SYSTEM_STAMP)
+bench: install-bench $(SYSTEM_STAMP)
 	mkdir -p benchmarks/results; status=0; \
 	$(BIN)/python benchmarks/polling.py --also-fixed 1,2,5,10 --json benchmarks/results/polling.json || status=1; \
 	$(BIN)/python benchmarks/batch.py --json benchmarks/results/batch.json || status=1; \
@@ -116,11 +148,11 @@ bench: $(BENCH_STAMP) $(SYSTEM_STAMP)
 
 # A smoke test of the new benchmarks (a tiny slice of each, about 30 s): figures only, exits 0 unless one breaks.
 # It needs no `bench` extra: without openai-python, batch.py --quick leaves that client out.
-bench-quick: $(STAMP) $(SYSTEM_STAMP)
+bench-quick: install-test $(SYSTEM_STAMP)
 	$(BIN)/python benchmarks/pace.py --quick
 	$(BIN)/python benchmarks/batch.py --quick
 	$(BIN)/python benchmarks/scale.py --quick
 	$(BIN)/python benchmarks/coordinated.py --quick
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site
+	rm -rf $(VENV) .tools .deps .mypy_cache .pytest_cache .ruff_cache site

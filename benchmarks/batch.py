@@ -21,7 +21,7 @@ an unmeasured warm-up of each:
   documented low-level ``await client.post("/images/generations", body=..., cast_to=httpx.Response,
   options={"headers": {"Idempotency-Key": ...}})`` then ``client.get(f"/tasks/{id}", cast_to=httpx.Response)``
   until final, 64 workers, default options otherwise; ``--openai-tasks`` (1,000) per round, as it is slower.
-  Needs the ``bench`` extra (``pip install -e '.[bench]'``); ``--no-openai`` skips it.
+  Needs the ``bench`` dependency group (``make bench``, or ``uv sync --group bench``); ``--no-openai`` skips it.
 
 ``--poll`` (default ``min_interval=0.01,batch_interval=0.01``) is the policy a user whose tasks finish in well
 under a second would set (the defaults, 0.5 s, suit EvoLink's 45 s tasks). A probe (``--no-probe`` skips it)
@@ -559,7 +559,7 @@ def main(args: argparse.Namespace) -> int:
         args.inputs = args.inputs or [2_000, 5_000]
     if not args.no_openai and not openai_available():
         if not args.quick and args.only in (None, "throughput"):
-            print("openai is not installed: pip install -e '.[bench]', or pass --no-openai", file=sys.stderr)
+            print("openai is not installed: uv sync --group bench (make bench does), or pass --no-openai", file=sys.stderr)
             return 2
         print("openai is not installed: the openai client is skipped")
         args.no_openai = True

@@ -206,7 +206,7 @@ class RedisCoordinator:
             if self._falling_back(exc):
                 return -1.0  # the caller's local bucket decides
             raise
-        return float(wait)
+        return _number(wait, "pace a request")
 
     async def rate_limited(self, *, rate: float, retry_after: float | None) -> None:
         """Slow every process down after a 429."""
@@ -301,8 +301,9 @@ class RedisCoordinator:
                 continue
             args = [repr(self.lease_seconds), *sorted(self._held)]
             try:
-                renewed = await self._call(
-                    "renew leases", functools.partial(self._renew, keys=[self._slots_key], args=args)
+                renewed = _number(
+                    await self._call("renew leases", functools.partial(self._renew, keys=[self._slots_key], args=args)),
+                    "renew leases",
                 )
             except errors.CoordinatorError as exc:
                 log.warning("%s (the leases expire after %g s)", exc, self.lease_seconds)
@@ -361,3 +362,13 @@ class RedisCoordinator:
                 on_relayed(json.loads(message["data"]))
             except Exception:  # a bad message must not stop the relay
                 log.exception("could not use a relayed task")
+
+
+def _number(answer: object, what: str) -> float:
+    """A Lua script's answer as a number (redis-py types script results loosely: check, never assume)."""
+    if isinstance(answer, (int, float, str, bytes)) and not isinstance(answer, bool):
+        try:
+            return float(answer)
+        except ValueError:
+            pass
+    raise errors.CoordinatorError(f"the coordinator answered {answer!r} to {what!r}, not a number")

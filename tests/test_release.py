@@ -49,11 +49,13 @@ def wheel() -> Path:
 
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtual environment with the wheel and its `cli` extra installed, nothing else of ours."""
+    """A fresh virtual environment with the wheel and its `cli` extra installed from the lock, nothing else of ours."""
     where = tmp_path_factory.mktemp("release") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
     pip = [str(where / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, f"{wheel}[cli]"], check=True, cwd=where.parent, env=_clean_env())
+    # The wheel's dependencies at the versions uv.lock pins (the Makefile exports them beside the wheel).
+    constraints = ["--constraint", str(wheel.parent / "constraints.txt")]
+    subprocess.run([*pip, f"{wheel}[cli]", *constraints], check=True, cwd=where.parent, env=_clean_env())
     return where
 
 
