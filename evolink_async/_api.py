@@ -96,7 +96,12 @@ class API:
             return resp
 
         return await retrying(
-            self.retry, attempt, decide or self._decide, max_attempts=max_attempts, what=f"{method} {path}"
+            self.retry,
+            attempt,
+            decide or self._decide,
+            observers=self.transport.observers,
+            max_attempts=max_attempts,
+            what=f"{method} {path}",
         )
 
     async def create(self, path: str, body: dict[str, Any], key: str) -> Created:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import types
-import weakref
 from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +12,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from . import errors
+from . import errors, events
 from ._api import API
 from ._batch import BatchInput, BatchRun, Outcome
 from ._config import (
@@ -48,15 +47,22 @@ if TYPE_CHECKING:
     else:
         from typing_extensions import Unpack
 
-__all__ = ("AsyncClient", "OnUpdate", "live_clients")
-
-# The clients alive in this process, for gauges (evolink_async.otel): a weak set, so a client is never kept.
-_LIVE: weakref.WeakSet[AsyncClient] = weakref.WeakSet()
+__all__ = ("AsyncClient", "OnUpdate")
 
 
-def live_clients() -> list[AsyncClient]:
-    """The clients alive in this process that are not closed."""
-    return [client for client in list(_LIVE) if not client.is_closed]
+def _observers_of(
+    observers: events.Observers | None, hooks: Iterable[events.Hook], trace_configs: Iterable[aiohttp.TraceConfig]
+) -> events.Observers:
+    hooks, trace_configs = list(hooks), list(trace_configs)
+    if observers is None:
+        if hooks or trace_configs:
+            return events.Observers(hooks, trace_configs)
+        return events.default_observers
+    if not isinstance(observers, events.Observers):
+        raise errors.ConfigurationError(f"observers must be an events.Observers, got {type(observers).__name__}")
+    if hooks or trace_configs:
+        raise errors.ConfigurationError("pass observers=, or event_hooks= and trace_configs=, not both")
+    return observers
 
 
 def _task_id_of(task: Task | str) -> str:
@@ -75,6 +81,9 @@ class AsyncClient:
     the simulator serves both). Pass ``session`` to use your own ``aiohttp.ClientSession`` (the client then
     leaves it open). ``coordinator`` (e.g. ``evolink_async.redis.RedisCoordinator``) shares the pace, the
     in-flight cap and callbacks with every other process that uses it (one coordinator per client).
+    ``event_hooks`` (called with every :mod:`~evolink_async.events` event) and ``trace_configs`` (aiohttp's)
+    watch this client alone; ``observers`` shares one :class:`~evolink_async.events.Observers` among clients;
+    with none of them, the client uses ``events.default_observers`` (what ``otel.instrument()`` attaches to).
     """
 
     def __init__(
@@ -91,6 +100,9 @@ class AsyncClient:
         callback_url: str | None = None,
         allow_local_callback_url: bool = False,
         coordinator: Coordinator | None = None,
+        event_hooks: Iterable[events.Hook] = (),
+        trace_configs: Iterable[aiohttp.TraceConfig] = (),
+        observers: events.Observers | None = None,
     ) -> None:
         for name, value, cls in (
             ("timeouts", timeouts, Timeouts),
@@ -108,9 +120,15 @@ class AsyncClient:
         self.callback_url = _check_client_callback_url(callback_url, allow_local_callback_url)
         self.files_base_url = resolve_files_base_url(files_base_url, self.base_url)
         key = resolve_api_key(api_key)
+        self.observers = _observers_of(observers, event_hooks, trace_configs)
         transport, files_transport = (
             Transport(
-                base_url=url, api_key=key, timeouts=timeouts, max_connections=limits.max_connections, session=session
+                base_url=url,
+                api_key=key,
+                timeouts=timeouts,
+                max_connections=limits.max_connections,
+                observers=self.observers,
+                session=session,
             )
             for url in (self.base_url, self.files_base_url)
         )
@@ -132,9 +150,10 @@ class AsyncClient:
             retry=retry,
             max_connections=limits.max_download_connections,
             max_bytes=limits.max_download_bytes,
+            observers=self.observers,
         )
         self._callbacks: CallbackReceiver | None = None
-        _LIVE.add(self)
+        self.observers.clients.add(self)
 
     def __repr__(self) -> str:
         queued = self._engine.slots.statistics().tasks_waiting

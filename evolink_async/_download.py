@@ -17,10 +17,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import anyio
 
-from . import errors
+from . import errors, events
 from ._config import RetryPolicy, Timeouts
 from ._retry import parse_retry_after, retrying
-from ._transport import TRACE_CONFIGS
 from ._version import __version__
 from .models import Task
 
@@ -79,7 +78,9 @@ class Downloader:
         retry: RetryPolicy,
         max_connections: int,
         max_bytes: int,
+        observers: events.Observers,
     ) -> None:
+        self._observers = observers
         self._timeouts = timeouts
         self._retry = retry
         self._max_connections = max_connections
@@ -92,7 +93,7 @@ class Downloader:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
                 headers={"User-Agent": f"evolink-async/{__version__}"},
-                trace_configs=list(TRACE_CONFIGS) or None,
+                trace_configs=list(self._observers.trace_configs) or None,
             )
         return self._session
 
@@ -130,7 +131,11 @@ class Downloader:
                 if await anyio.Path(existing).exists():
                     return existing  # already saved by an earlier run: the final name only ever holds whole files
         return await retrying(
-            self._retry, lambda: self._fetch(url, folder, stem), _decide, what=f"download of {url[:100]}"
+            self._retry,
+            lambda: self._fetch(url, folder, stem),
+            _decide,
+            observers=self._observers,
+            what=f"download of {url[:100]}",
         )
 
     async def _fetch(self, url: str, folder: Path, stem: str) -> Path:

@@ -73,6 +73,7 @@ class Engine:
     ) -> None:
         self.api = api
         self.files = files
+        self.observers = api.transport.observers
         self.coordinator = coordinator
         self.limits = limits
         self.callback_url = callback_url
@@ -194,10 +195,10 @@ class Engine:
         with_callback = self.callback_url is not None and request.callback_url is None
         if with_callback:
             body["callback_url"] = self.callback_url
-        traced = events.active()
+        traced = self.observers.active
         started = 0.0  # read only when traced (bound here for pyright)
         if traced:
-            events.emit(events.CreateStarted(key, request.kind, request.model))
+            self.observers.emit(events.CreateStarted(key, request.kind, request.model))
             started = time.monotonic()
         try:
             created = await self.api.create(request.endpoint, body, key)
@@ -205,11 +206,13 @@ class Engine:
             if isinstance(exc, errors.SubmissionUnknownError):
                 exc.request = request  # as sent: a resubmission with the key needs the same URLs of its uploads
             if traced:
-                events.emit(events.CreateFailed(key, exc))
+                self.observers.emit(events.CreateFailed(key, exc))
             raise
         if traced:
             elapsed = time.monotonic() - started
-            events.emit(events.TaskSubmitted(key, created.task, request.kind, elapsed, created.replayed, followed))
+            self.observers.emit(
+                events.TaskSubmitted(key, created.task, request.kind, elapsed, created.replayed, followed)
+            )
         if with_callback:
             self.callback_registry.expect(created.task.id)
             if self.coordinator is not None:
@@ -245,8 +248,8 @@ class Engine:
                 if scope is not None and scope.cancelled_caught:
                     raise errors.WaitTimeoutError(task_id, timeout or 0.0, w.task)
             except BaseException as exc:
-                if events.active():
-                    events.emit(events.WaitEnded(task_id, exc))
+                if self.observers.active:
+                    self.observers.emit(events.WaitEnded(task_id, exc))
                 raise
             finally:
                 self.poller.release(w)
@@ -320,7 +323,7 @@ class Engine:
         Returns once the task is created (or, with ``task_id``, resumed) and followed; ``on_final(task,
         error)`` is called once, after the task's slot is released. Errors before that are raised here.
         """
-        launched = Launched(self.slots, on_final, self.coordinator)
+        launched = Launched(self.slots, on_final, self.coordinator, self.observers)
         await launched.acquire()
         try:
             task_id, known, submitted_at = await self._create_unless_known(request, key, task_id, on_created)
@@ -351,17 +354,24 @@ class Launched(Slot):
     ``on_final`` is called) or until :meth:`stop` (its wait cancelled: the task goes on at the server).
     One object per task in flight, and the poller's callback itself."""
 
-    __slots__ = ("follower", "on_final")
+    __slots__ = ("follower", "observers", "on_final")
 
-    def __init__(self, limiter: anyio.CapacityLimiter, on_final: OnFinal, shared: Coordinator | None) -> None:
+    def __init__(
+        self,
+        limiter: anyio.CapacityLimiter,
+        on_final: OnFinal,
+        shared: Coordinator | None,
+        observers: events.Observers,
+    ) -> None:
         super().__init__(limiter, shared)
         self.on_final = on_final
+        self.observers = observers
         self.follower: Follower | None = None
 
     def __call__(self, task: Task | None, error: BaseException | None) -> None:
         self.release()
-        if error is not None and self.follower is not None and events.active():
-            events.emit(events.WaitEnded(self.follower.watch.task_id, error))
+        if error is not None and self.follower is not None and self.observers.active:
+            self.observers.emit(events.WaitEnded(self.follower.watch.task_id, error))
         self.on_final(task, error)
 
     def stop(self) -> None:

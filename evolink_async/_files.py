@@ -240,7 +240,9 @@ class Files:
             )
             return _unwrap(resp)
 
-        return await retrying(self.retry, attempt, _decide, what=f"files API {method} {path}")
+        return await retrying(
+            self.retry, attempt, _decide, observers=self.transport.observers, what=f"files API {method} {path}"
+        )
 
     async def upload(
         self, source: ImageSource, *, file_name: str | None = None, upload_path: str | None = None

@@ -115,19 +115,19 @@ class Watch:
     def done(self) -> bool:
         return self.error is not None or (self.task is not None and self.task.is_final)
 
-    def update(self, task: Task) -> None:
+    def update(self, task: Task, observers: events.Observers) -> None:
         previous, self.task = self.task, task
-        if events.active():
-            self._tell(previous, task)
+        if observers.active:
+            self._tell(previous, task, observers)
         self.wake()
 
-    def _tell(self, previous: Task | None, task: Task) -> None:
+    def _tell(self, previous: Task | None, task: Task, observers: events.Observers) -> None:
         now = time.monotonic()
         if task.is_final and (previous is None or not previous.is_final):
             since = None if self.read_at is None else now - self.read_at
-            events.emit(events.TaskFinished(task, now - self.started, self.reads, since))
+            observers.emit(events.TaskFinished(task, now - self.started, self.reads, since))
         elif previous is None or (previous.raw_status, previous.progress) != (task.raw_status, task.progress):
-            events.emit(events.TaskUpdated(task))
+            observers.emit(events.TaskUpdated(task))
         self.read_at = now
 
     def fail(self, error: errors.EvolinkError) -> None:
@@ -194,6 +194,7 @@ class Poller:
         readers: int = 32,
     ) -> None:
         self._api = api
+        self._observers = api.transport.observers
         self._callbacks = callbacks
         self.policy = policy
         self._timeouts = timeouts
@@ -260,7 +261,7 @@ class Poller:
                 stale = submitted_at is None and now - w.started >= estimate
                 self._schedule_first(w, now if stale or at_once else now + self._delay(w, now))
         elif task is not None and w.task is None:
-            w.update(task)
+            w.update(task, self._observers)
         w.refs += 1
         return w
 
@@ -298,7 +299,7 @@ class Poller:
         w = self._watches.get(task.id)
         if w is not None and not w.done:
             w.reads += 1
-            w.update(task)
+            w.update(task, self._observers)
             w.failures = 0
             if not task.is_final and not w.reading:
                 now = self._clock()
@@ -528,9 +529,11 @@ class Poller:
 
     async def _refresh_one(self, w: Watch) -> None:
         async with Slot(self._reads):
-            traced = events.active()
+            traced = self._observers.active
             if traced:
-                events.emit(events.ReadStarted(w.task_id))  # a tracer makes the read's HTTP span the task's child
+                self._observers.emit(
+                    events.ReadStarted(w.task_id)
+                )  # a tracer makes the read's HTTP span the task's child
             try:
                 task = await self._api.get(w.task_id, urgent=True, timeout=self._timeouts.poll, max_attempts=2)
             except errors.EvolinkError as exc:
@@ -544,7 +547,7 @@ class Poller:
                 return
             finally:
                 if traced:
-                    events.emit(events.ReadEnded(w.task_id))
+                    self._observers.emit(events.ReadEnded(w.task_id))
         self._apply(w, task)
 
     def _apply(self, w: Watch, task: Task) -> None:
@@ -561,7 +564,7 @@ class Poller:
                 "receiver mounted at the client's callback_url, and reachable from EvoLink?",
                 w.task_id,
             )
-        w.update(task)
+        w.update(task, self._observers)
         if not task.is_final and self._watches.get(w.task_id) is w:
             now = self._clock()
             self._schedule(w, now + self._delay(w, now))

@@ -1,6 +1,6 @@
 """The one retry mechanism (API requests, downloads): a policy, a hook that decides, a pure backoff.
 
-    result = await retrying(policy, attempt, decide)
+    result = await retrying(policy, attempt, decide, observers=client_observers)
 
 ``decide(exc)`` answers whether to retry and how long to wait: ``False`` (give up: the exception is raised),
 ``True`` (back off by the policy's schedule) or a number of seconds the server asked for (``Retry-After``).
@@ -70,6 +70,7 @@ async def retrying(
     attempt: Callable[[], Awaitable[T]],
     decide: Decide,
     *,
+    observers: events.Observers,
     max_attempts: int | None = None,
     what: str = "request",
 ) -> T:
@@ -87,6 +88,6 @@ async def retrying(
             hint = None if verdict is True else float(verdict)
             delay = backoff_delay(policy, number, hint)
             log.info("%s failed (%s); retry %d/%d in %.2fs", what, exc, number, attempts - 1, delay)
-            if events.active():
-                events.emit(events.RetryScheduled(what, number, delay, f"{type(exc).__name__}: {exc}"))
+            if observers.active:
+                observers.emit(events.RetryScheduled(what, number, delay, f"{type(exc).__name__}: {exc}"))
         await anyio.sleep(delay)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.from_thread
 
-from . import errors
+from . import errors, events
 from ._batch import BatchInput, BatchRun, Outcome
 from ._client import AsyncClient
 from .models import Credits, FilePage, FileQuota, ImageFields, ImageSource, Request, Task, UploadedFile
@@ -66,6 +66,11 @@ class Client:
     def files_base_url(self) -> str:
         """The files API's root URL."""
         return self._async.files_base_url
+
+    @property
+    def observers(self) -> events.Observers:
+        """What watches this client (see :class:`~evolink_async.events.Observers`)."""
+        return self._async.observers
 
     @property
     def files(self) -> SyncFiles:

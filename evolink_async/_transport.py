@@ -22,10 +22,7 @@ from ._config import Timeouts
 from ._retry import parse_retry_after
 from ._version import __version__
 
-__all__ = ("TRACE_CONFIGS", "Response", "Transport", "error_from_response")
-
-#: aiohttp trace configs given to every session the SDK makes from now on (``evolink_async.otel`` adds one).
-TRACE_CONFIGS: list[aiohttp.TraceConfig] = []
+__all__ = ("Response", "Transport", "error_from_response")
 
 _USER_AGENT = f"evolink-async/{__version__}"
 _REQUEST_ID_HEADERS = ("x-request-id", "x-oneapi-request-id")
@@ -109,9 +106,11 @@ class Transport:
         api_key: str,
         timeouts: Timeouts,
         max_connections: int,
+        observers: events.Observers,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.base_url = base_url
+        self.observers = observers
         self._host = urlsplit(base_url).netloc
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
@@ -132,7 +131,9 @@ class Transport:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections)
             self._session = aiohttp.ClientSession(
-                connector=connector, headers={"User-Agent": _USER_AGENT}, trace_configs=list(TRACE_CONFIGS) or None
+                connector=connector,
+                headers={"User-Agent": _USER_AGENT},
+                trace_configs=list(self.observers.trace_configs) or None,
             )
             self._loop = loop
         elif self._loop is not None and loop is not self._loop:
@@ -176,9 +177,9 @@ class Transport:
             headers = {**headers, "Idempotency-Key": idempotency_key}
         client_timeout = self._client_timeout(timeout if timeout is not None else self.timeouts.request)
         self.requests_sent += 1
-        traced = events.active()
+        traced = self.observers.active
         if traced:
-            events.emit(events.RequestSent(method, self._host, path))
+            self.observers.emit(events.RequestSent(method, self._host, path))
             started = time.monotonic()
         failure: errors.APIConnectionError | None = None
         try:
@@ -194,7 +195,7 @@ class Transport:
             status_seen = None if failure is not None else status
             error_seen = None if failure is None else type(failure).__name__
             elapsed = time.monotonic() - started
-            events.emit(events.RequestAnswered(method, self._host, path, status_seen, elapsed, error_seen))
+            self.observers.emit(events.RequestAnswered(method, self._host, path, status_seen, elapsed, error_seen))
         if failure is not None:
             # Raised outside the except block: its __context__ stays empty, so aiohttp's error (whose
             # request_info holds our Authorization header) is reachable only where _connection_error allows.

@@ -1,10 +1,17 @@
 """What the SDK does, as events: subscribe to trace, count or log it (``evolink_async.otel`` and the
-``evolink_async`` logger use them)::
+``evolink_async`` logger use them). Each client has its :class:`Observers` (as httpx has ``event_hooks`` and
+aiohttp ``trace_configs``)::
 
     def show(event: evo.events.Event) -> None:
         print(event)
 
-    unsubscribe = evo.events.subscribe(show)
+    client = evo.AsyncClient(event_hooks=[show])          # this client only
+    unsubscribe = client.observers.subscribe(show)         # or later, on a client
+    unsubscribe = evo.events.subscribe(show)               # every client left to the process default
+
+A client made without ``observers=`` uses :data:`default_observers`, the one process-wide switch (what
+``evolink_async.otel.instrument()`` attaches to unless given other observers); a client given its own
+``Observers`` (or ``event_hooks``/``trace_configs``) is watched by those alone.
 
 Handlers are called synchronously, in the task that does the work (so a handler may use context variables, as
 OpenTelemetry's context does); they must be quick and must not raise (an exception is logged and dropped). No
@@ -14,7 +21,8 @@ event carries the API key. With no handler and the logger below DEBUG, nothing i
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
 import attrs
@@ -33,9 +41,9 @@ __all__ = (
     "TaskFinished",
     "TaskSubmitted",
     "TaskUpdated",
+    "Observers",
     "WaitEnded",
-    "active",
-    "emit",
+    "default_observers",
     "subscribe",
 )
 
@@ -159,34 +167,56 @@ Event: TypeAlias = (
     | WaitEnded
 )
 
-_handlers: list[Callable[[Any], None]] = []
+Hook: TypeAlias = Callable[[Any], None]
 
 
-def subscribe(handler: Callable[[Any], None]) -> Callable[[], None]:
-    """Call ``handler(event)`` for every event from now on; returns the function that unsubscribes it."""
-    _handlers.append(handler)
+class Observers:
+    """What watches the clients that share it: event hooks (called with every event) and aiohttp trace configs
+    (given to each HTTP session the clients open from then on). ``clients`` are the open clients using it."""
 
-    def unsubscribe() -> None:
-        if handler in _handlers:
-            _handlers.remove(handler)
+    def __init__(self, event_hooks: Iterable[Hook] = (), trace_configs: Iterable[Any] = ()) -> None:
+        self._hooks: list[Hook] = list(event_hooks)
+        self.trace_configs: list[Any] = list(trace_configs)
+        self.clients: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    return unsubscribe
+    def __repr__(self) -> str:
+        return (
+            f"<Observers hooks={len(self._hooks)} trace_configs={len(self.trace_configs)} clients={len(self.clients)}>"
+        )
+
+    def subscribe(self, hook: Hook) -> Callable[[], None]:
+        """Call ``hook(event)`` for every event from now on; returns the function that unsubscribes it."""
+        self._hooks.append(hook)
+
+        def unsubscribe() -> None:
+            if hook in self._hooks:
+                self._hooks.remove(hook)
+
+        return unsubscribe
+
+    @property
+    def active(self) -> bool:
+        """Whether anyone listens: emitters build no event otherwise."""
+        return bool(self._hooks) or log.isEnabledFor(logging.DEBUG)
+
+    def emit(self, event: Any) -> None:
+        """Hand ``event`` to every hook, and to the logger (DEBUG, one line)."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s", _line(event))
+        for hook in list(self._hooks):
+            try:
+                hook(event)
+            except Exception:  # a hook's bug must never break the work it watches
+                log.exception("an event handler failed on %s", type(event).__name__)
 
 
-def active() -> bool:
-    """Whether anyone listens: emitters build no event otherwise."""
-    return bool(_handlers) or log.isEnabledFor(logging.DEBUG)
+#: The observers of every client made without its own (the one process-wide switch).
+default_observers = Observers()
 
 
-def emit(event: Any) -> None:
-    """Hand ``event`` to every handler, and to the logger (DEBUG, one line)."""
-    if log.isEnabledFor(logging.DEBUG):
-        log.debug("%s", _line(event))
-    for handler in list(_handlers):
-        try:
-            handler(event)
-        except Exception:  # a handler's bug must never break the work it watches
-            log.exception("an event handler failed on %s", type(event).__name__)
+def subscribe(handler: Hook) -> Callable[[], None]:
+    """``default_observers.subscribe(handler)``: every client without observers of its own calls ``handler``."""
+    return default_observers.subscribe(handler)
 
 
 def _line(event: Any) -> str:

@@ -1,7 +1,10 @@
 """OpenTelemetry tracing and metrics for evolink_async (``pip install 'evolink-async[otel]'``)::
 
     from evolink_async import otel
-    otel.instrument()            # before making clients; the global providers unless given
+    otel.instrument()            # every client that uses events.default_observers (the global providers unless given)
+    otel.instrument(observers=client.observers, tracer_provider=...)   # or one client's (or a group's) observers
+
+Trace configs reach the HTTP sessions a client opens after ``instrument()``: call it before the first request.
 
 - HTTP spans (and HTTP client metrics) come from ``opentelemetry-instrumentation-aiohttp-client``, on the SDK's own
   sessions only (API, files API and downloads), never on the application's other aiohttp sessions.
@@ -13,7 +16,7 @@
   A failed or cancelled task's span has an error status with the task's error code.
 - Metrics: ``evolink.task.duration`` (s), ``evolink.task.detection_lag`` (s: from the read before the one that saw
   the task final; an upper bound), ``evolink.task.reads``, ``evolink.requests`` (by method, host and outcome),
-  ``evolink.tasks.in_flight`` and ``evolink.requests.queued`` (gauges over the live clients),
+  ``evolink.tasks.in_flight`` and ``evolink.requests.queued`` (gauges over the open clients of those observers),
   ``evolink.credits.used``.
 
 No attribute holds the API key: spans and metrics are built from events (``evolink_async.events``), which carry none.
@@ -34,8 +37,6 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("evolink_async.otel needs the otel extra: pip install 'evolink-async[otel]'") from exc
 
 from . import events
-from ._client import live_clients
-from ._transport import TRACE_CONFIGS
 from ._version import __version__
 
 __all__ = ("Instrumentation", "instrument")
@@ -45,45 +46,57 @@ _MAX_OPEN = 100_000  # task spans kept open at once (a wait that never ended mus
 # events of one create come in one task, so a context variable pairs them even when two creates share a key.
 _CREATING: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar("evolink_creating", default=None)
 _READING: contextvars.ContextVar[Any] = contextvars.ContextVar("evolink_reading", default=None)
-_ACTIVE: list[Instrumentation] = []
 
 
-@attrs.define
+@attrs.define(eq=False)
 class Instrumentation:
-    """What :func:`instrument` set up; ``uninstrument()`` stops it (sessions made meanwhile keep their tracing)."""
+    """What :func:`instrument` set up on one ``Observers``; ``uninstrument()`` stops it (sessions opened
+    meanwhile keep their HTTP tracing)."""
 
+    observers: events.Observers
     _unsubscribe: Any
     _config: Any
 
     def uninstrument(self) -> None:
         self._unsubscribe()
-        if self._config in TRACE_CONFIGS:
-            TRACE_CONFIGS.remove(self._config)
-        if self in _ACTIVE:
-            _ACTIVE.remove(self)
+        if self._config in self.observers.trace_configs:
+            self.observers.trace_configs.remove(self._config)
+        if getattr(self.observers, _ATTRIBUTE, None) is self:
+            delattr(self.observers, _ATTRIBUTE)
 
 
-def instrument(tracer_provider: Any = None, meter_provider: Any = None) -> Instrumentation:
-    """Trace and measure every client made from now on (``None``: the global providers). Calling it again
-    replaces the previous instrumentation (one at a time: two would nest each other's spans)."""
-    for previous in list(_ACTIVE):
+# Where an Observers keeps its instrumentation: one at a time per observers (two would nest each other's spans).
+_ATTRIBUTE = "_otel_instrumentation"
+
+
+def instrument(
+    tracer_provider: Any = None, meter_provider: Any = None, *, observers: events.Observers | None = None
+) -> Instrumentation:
+    """Trace and measure the clients of ``observers`` (default: ``events.default_observers``, which every client
+    made without observers of its own uses); ``None`` providers: the global ones. Calling it again on the same
+    observers replaces the previous instrumentation."""
+    observers = events.default_observers if observers is None else observers
+    previous = getattr(observers, _ATTRIBUTE, None)
+    if isinstance(previous, Instrumentation):
         previous.uninstrument()
     config = create_trace_config(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    TRACE_CONFIGS.append(config)
+    observers.trace_configs.append(config)
     telemetry = _Telemetry(
         trace.get_tracer("evolink_async", __version__, tracer_provider=tracer_provider),
         metrics.get_meter("evolink_async", __version__, meter_provider=meter_provider),
+        observers,
     )
-    instrumentation = Instrumentation(events.subscribe(telemetry.on_event), config)
-    _ACTIVE.append(instrumentation)
+    instrumentation = Instrumentation(observers, observers.subscribe(telemetry.on_event), config)
+    setattr(observers, _ATTRIBUTE, instrumentation)
     return instrumentation
 
 
 class _Telemetry:
     """Spans and metrics from the SDK's events."""
 
-    def __init__(self, tracer: Any, meter: Any) -> None:
+    def __init__(self, tracer: Any, meter: Any, observers: events.Observers) -> None:
         self._tracer = tracer
+        self._observers = observers
         self._tasks: OrderedDict[str, Any] = OrderedDict()
         self._duration = meter.create_histogram("evolink.task.duration", unit="s", description="submit to final")
         self._lag = meter.create_histogram(
@@ -92,8 +105,17 @@ class _Telemetry:
         self._reads = meter.create_histogram("evolink.task.reads", unit="{read}", description="status reads per task")
         self._requests = meter.create_counter("evolink.requests", unit="{request}", description="HTTP requests")
         self._credits = meter.create_counter("evolink.credits.used", unit="{credit}", description="credits charged")
-        meter.create_observable_gauge("evolink.tasks.in_flight", callbacks=[_in_flight], unit="{task}")
-        meter.create_observable_gauge("evolink.requests.queued", callbacks=[_queued], unit="{request}")
+        meter.create_observable_gauge("evolink.tasks.in_flight", callbacks=[self._in_flight], unit="{task}")
+        meter.create_observable_gauge("evolink.requests.queued", callbacks=[self._queued], unit="{request}")
+
+    def _open_clients(self) -> list[Any]:
+        return [client for client in list(self._observers.clients) if not client.is_closed]
+
+    def _in_flight(self, options: Any) -> list[metrics.Observation]:
+        return [metrics.Observation(sum(client.in_flight for client in self._open_clients()))]
+
+    def _queued(self, options: Any) -> list[metrics.Observation]:
+        return [metrics.Observation(sum(client.queued for client in self._open_clients()))]
 
     def on_event(self, event: Any) -> None:
         handler = _HANDLERS.get(type(event))
@@ -215,11 +237,3 @@ _HANDLERS: dict[type, Any] = {
     events.WaitEnded: _Telemetry._wait_ended,
     events.RequestAnswered: _Telemetry._answered,
 }
-
-
-def _in_flight(options: Any) -> list[metrics.Observation]:
-    return [metrics.Observation(sum(client.in_flight for client in live_clients()))]
-
-
-def _queued(options: Any) -> list[metrics.Observation]:
-    return [metrics.Observation(sum(client.queued for client in live_clients()))]

@@ -136,3 +136,51 @@ async def test_events_reach_a_subscriber_and_the_logger(fake: FakeEvolink, caplo
     assert any(f"task {task.id} submitted" in r.getMessage() for r in caplog.records)
     assert any(f"task {task.id} completed after" in r.getMessage() for r in caplog.records)
     assert fake.api_key not in caplog.text
+
+
+async def test_two_clients_in_one_process_are_observed_each_by_its_own(fake: FakeEvolink) -> None:
+    mine: list[Any] = []
+    theirs: list[Any] = []
+    everyone: list[Any] = []
+    unsubscribe = events.subscribe(everyone.append)  # the process default: clients without observers of their own
+    try:
+        async with (
+            evo.AsyncClient(fake.api_key, base_url=fake.base_url, poll=POLL, event_hooks=[mine.append]) as a,
+            evo.AsyncClient(fake.api_key, base_url=fake.base_url, poll=POLL, event_hooks=[theirs.append]) as b,
+            evo.AsyncClient(fake.api_key, base_url=fake.base_url, poll=POLL) as c,
+        ):
+            ta = await a.generate("a cat [duration:0.1]")
+            tb = await b.generate("a dog [duration:0.1]")
+            tc = await c.generate("a cow [duration:0.1]")
+    finally:
+        unsubscribe()
+
+    def finished(seen: list[Any]) -> list[str]:
+        return [e.task.id for e in seen if isinstance(e, events.TaskFinished)]
+
+    assert (finished(mine), finished(theirs), finished(everyone)) == ([ta.id], [tb.id], [tc.id])
+    assert c.observers is events.default_observers
+    assert a.observers is not b.observers
+
+
+async def test_instrumenting_one_clients_observers_traces_that_client_only(fake: FakeEvolink) -> None:
+    t = Telemetry()
+    async with (
+        evo.AsyncClient(fake.api_key, base_url=fake.base_url, poll=POLL, observers=evo.events.Observers()) as traced,
+        evo.AsyncClient(fake.api_key, base_url=fake.base_url, poll=POLL) as plain,
+    ):
+        handle = otel.instrument(t.tracer_provider, t.meter_provider, observers=traced.observers)
+        try:
+            task = await traced.generate("a cat [duration:0.1]")
+            await plain.generate("a dog [duration:0.1]")
+            [in_flight] = t.metric("evolink.tasks.in_flight")
+        finally:
+            handle.uninstrument()
+    assert [s.attributes["gen_ai.response.id"] for s in t.finished() if s.name.startswith("generate_")] == [task.id]
+    assert in_flight.value == 0
+    assert traced.observers.trace_configs == []  # uninstrument() took its trace config back
+
+
+def test_observers_and_event_hooks_together_are_refused() -> None:
+    with pytest.raises(evo.ConfigurationError, match="not both"):
+        evo.AsyncClient("k", observers=evo.events.Observers(), event_hooks=[print])
