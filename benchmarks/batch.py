@@ -559,7 +559,7 @@ def main(args: argparse.Namespace) -> int:
         args.inputs = args.inputs or [2_000, 5_000]
     if not args.no_openai and not openai_available():
         if not args.quick and args.only in (None, "throughput"):
-            print("openai is not installed: uv sync --group bench (make bench does), or pass --no-openai", file=sys.stderr)
+            print("openai is not installed: make bench installs it, or pass --no-openai", file=sys.stderr)
             return 2
         print("openai is not installed: the openai client is skipped")
         args.no_openai = True
