@@ -220,7 +220,7 @@ class AsyncClient:
     def callbacks(self) -> CallbackReceiver:
         """This client's receiver of EvoLink callbacks; mount one of its adapters at ``callback_url``."""
         if self._callbacks is None:
-            self._callbacks = CallbackReceiver(self._engine.callback_registry)
+            self._callbacks = CallbackReceiver(self._engine)
         return self._callbacks
 
     @property

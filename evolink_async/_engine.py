@@ -26,7 +26,7 @@ import anyio.abc
 
 from . import errors, events
 from ._api import API
-from ._callbacks import CallbackRegistry
+from ._callbacks import CallbackRegistry, Verdict
 from ._config import Limits, PollPolicy, Timeouts
 from ._converter import request_to_wire, structure_task, task_to_wire
 from ._coordinator import Coordinator
@@ -77,14 +77,8 @@ class Engine:
         self.coordinator = coordinator
         self.limits = limits
         self.callback_url = callback_url
-        self.callback_registry = CallbackRegistry(
-            read=self.read,
-            is_waited_on=self._is_waited_on,
-            spawn=self.spawn,
-            relay=self._relay if coordinator is not None else None,
-            relay_expected=coordinator.is_expected if coordinator is not None else None,
-        )
-        self.poller = Poller(api, poll, timeouts, self.callback_registry, readers=limits.max_connections)
+        self.callback_registry = CallbackRegistry()
+        self.poller = Poller(api, poll, timeouts, readers=limits.max_connections)
         self.slots = anyio.CapacityLimiter(limits.max_in_flight)
         self.state = "new"  # new -> open -> closed
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -94,9 +88,6 @@ class Engine:
         # The coordinator's background work (lease renewals, the relay), stopped with the poller.
         self._coordinator_scope: anyio.CancelScope | None = None
 
-    def _is_waited_on(self, task_id: str) -> bool:
-        return self.poller.is_waited_on(task_id)
-
     async def _expect_shared(self, task_id: str) -> None:
         """Let the other replicas relay this task's callback (the callback may land on any of them)."""
         assert self.coordinator is not None
@@ -105,10 +96,69 @@ class Engine:
         except errors.CoordinatorError as exc:  # the task exists: never fail its create for this
             log.warning("%s; task %s falls back on its safety-net reads", exc, task_id)
 
-    async def _relay(self, task: Task) -> None:
-        """A task confirmed final after a callback nobody here waits on: tell the other processes."""
+    # -- callbacks: the registry decides, the engine acts ------------------------------------------
+
+    def on_callback(self, task_id: str) -> Verdict:
+        """A callback named ``task_id`` (the receiver's verdict comes back): a confirmation read, or a relay."""
+        waited_on = self.poller.is_waited_on(task_id)
+        decision = self.callback_registry.decide(task_id, waited_on=waited_on, relaying=self.coordinator is not None)
+        if waited_on and task_id in self.callback_registry:
+            self.poller.mark_announced(task_id)
+        if decision.action == "nothing":
+            return decision.verdict
+        if decision.action == "confirm":
+            started = self.spawn(self._confirm_callback, task_id, decision.delay)
+        else:
+            started = self.spawn(self._relay_callback, task_id)
+        return decision.verdict if started else self.callback_registry.abandon(task_id)
+
+    async def _confirm_callback(self, task_id: str, delay: float | None) -> None:
+        """Our own reads, with our key, as the registry asks: the callback's body is never used."""
+        registry = self.callback_registry
+        try:
+            while delay is not None:
+                if delay > 0:
+                    await anyio.sleep(delay)
+                if not registry.should_read(task_id, waited_on=self.poller.is_waited_on(task_id)):
+                    return  # nobody waits any more, or a read found it final meanwhile
+                ok = await self._confirming_read(task_id)
+                delay = registry.after_read(task_id, ok=ok, waited_on=self.poller.is_waited_on(task_id))
+        finally:
+            registry.confirmation_ended(task_id, waited_on=self.poller.is_waited_on(task_id))
+
+    async def _confirming_read(self, task_id: str) -> bool:
+        try:
+            await self.read(task_id)
+        except Exception as exc:  # whatever a read brings, a callback must not take the client down
+            # The waiter is not lost: its safety-net polling goes on.
+            log.info("confirming callback for task %s failed: %s", task_id, exc)
+            return False
+        return True
+
+    async def _relay_callback(self, task_id: str) -> None:
+        """A callback nobody here waits on, with replicas that may: confirm it, and relay the task if final."""
         assert self.coordinator is not None
-        await self.coordinator.publish(task_to_wire(task))
+        registry, reads = self.callback_registry, 0
+        try:
+            if not await self.coordinator.is_expected(task_id):
+                # No replica created it with our callback URL: a forged or foreign callback costs no read.
+                registry.relayed(confirmed=0, relayed=False, ignored=True)
+                return
+            for attempt in range(2):
+                task = await self.read(task_id)  # our own read: the callback's body is never relayed
+                reads += 1
+                if task.is_final:
+                    await self.coordinator.publish(task_to_wire(task))
+                    registry.relayed(confirmed=reads, relayed=True)
+                    return
+                if attempt == 0:
+                    await anyio.sleep(registry.min_confirm_interval)  # the server may lag behind its callback
+            registry.relayed(confirmed=reads, relayed=False)
+        except Exception as exc:  # a relay that fails leaves the other process its safety net
+            registry.relayed(confirmed=reads, relayed=False, failed=True)
+            log.warning("could not confirm or relay the callback of task %s: %s", task_id, exc)
+        finally:
+            registry.confirmation_ended(task_id, waited_on=False)
 
     def _relayed(self, data: Any) -> None:
         """A final task another process confirmed: its waiters here are woken (no read of ours needed)."""
@@ -240,7 +290,13 @@ class Engine:
         """Wait, through the shared poller, until the task is final; return it (failed ones too)."""
         with errors.task_context(task_id):
             known, submitted_at, expects_callback = self._before_watching(task_id, known, submitted_at)
-            w = self.poller.watch(task_id, known, submitted_at=submitted_at, callback=expects_callback)
+            w = self.poller.watch(
+                task_id,
+                known,
+                submitted_at=submitted_at,
+                callback=expects_callback,
+                announced=self.callback_registry.announced(task_id),
+            )
             try:
                 with anyio.move_on_after(timeout) if timeout is not None else _NO_SCOPE as scope:
                     await self.poller.first_read(w)
@@ -270,7 +326,13 @@ class Engine:
         """Like :meth:`wait`, without a waiting coroutine: ``on_final(task, error)`` is called once."""
         known, submitted_at, expects_callback = self._before_watching(task_id, known, submitted_at)
         follower = self.poller.follow(
-            task_id, known, on_final, submitted_at=submitted_at, callback=expects_callback, timeout=timeout
+            task_id,
+            known,
+            on_final,
+            submitted_at=submitted_at,
+            callback=expects_callback,
+            announced=self.callback_registry.announced(task_id),
+            timeout=timeout,
         )
         try:
             # A first read due now is made here: a task that finished at once is settled before this returns.

@@ -26,7 +26,6 @@ import attrs
 
 from . import errors, events
 from ._api import API
-from ._callbacks import CallbackRegistry
 from ._config import PollPolicy, Timeouts
 from ._schedule import estimate_of, next_delay, safety_net_delay
 from ._slots import Slot
@@ -79,6 +78,8 @@ class Watch:
     first_inline: bool = False
     #: Submitted with our callback URL: the poller keeps only a slow safety-net schedule for it.
     callback: bool = False
+    #: A callback named it (the engine says so): its final state found by a read is no sign of a lost receiver.
+    announced: bool = False
     #: Reads that saw this task, and when the last one did (for the events: reads per task, detection lag).
     reads: int = 0
     read_at: float | None = None
@@ -189,13 +190,11 @@ class Poller:
         api: API,
         policy: PollPolicy,
         timeouts: Timeouts,
-        callbacks: CallbackRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
         readers: int = 32,
     ) -> None:
         self._api = api
         self._observers = api.transport.observers
-        self._callbacks = callbacks
         self.policy = policy
         self._timeouts = timeouts
         self._clock = clock
@@ -237,7 +236,13 @@ class Poller:
         return w is not None and not w.done
 
     def watch(
-        self, task_id: str, task: Task | None = None, *, submitted_at: float | None = None, callback: bool = False
+        self,
+        task_id: str,
+        task: Task | None = None,
+        *,
+        submitted_at: float | None = None,
+        callback: bool = False,
+        announced: bool = False,
     ) -> Watch:
         """Start (or join) watching a task; pair every call with :meth:`release`."""
         if self.closed:
@@ -262,6 +267,7 @@ class Poller:
                 self._schedule_first(w, now if stale or at_once else now + self._delay(w, now))
         elif task is not None and w.task is None:
             w.update(task, self._observers)
+        w.announced = w.announced or announced
         w.refs += 1
         return w
 
@@ -273,10 +279,11 @@ class Poller:
         *,
         submitted_at: float | None = None,
         callback: bool = False,
+        announced: bool = False,
         timeout: float | None = None,
     ) -> Follower:
         """Watch a task without a waiting coroutine: ``on_final`` is called once it is final (see Follower)."""
-        w = self.watch(task_id, task, submitted_at=submitted_at, callback=callback)
+        w = self.watch(task_id, task, submitted_at=submitted_at, callback=callback, announced=announced)
         follower = Follower(self, w, on_final, timeout)
         if w.done:
             follower.fire(None)
@@ -293,6 +300,12 @@ class Poller:
         w.refs -= 1
         if w.refs <= 0 and self._watches.get(w.task_id) is w:
             del self._watches[w.task_id]  # its heap entry is skipped when it surfaces
+
+    def mark_announced(self, task_id: str) -> None:
+        """A callback named this task (the engine tells): finding it final is no sign of a lost receiver."""
+        w = self._watches.get(task_id)
+        if w is not None:
+            w.announced = True
 
     def observe(self, task: Task) -> None:
         """A fresh read from elsewhere (get_task, a callback): share it with waiters."""
@@ -556,7 +569,7 @@ class Poller:
         w.reads += 1
         if w.done:
             return
-        if w.callback and task.is_final and not self._callback_miss_reported and not self._announced(w.task_id):
+        if w.callback and task.is_final and not self._callback_miss_reported and not w.announced:
             # Once per client: a hint, since a receiver that is not mounted only shows up as slowness.
             self._callback_miss_reported = True
             log.warning(
@@ -579,9 +592,6 @@ class Poller:
             w.failures += 1
             if not w.done and self._watches.get(w.task_id) is w:
                 self._schedule(w, now + self._delay(w, now))
-
-    def _announced(self, task_id: str) -> bool:
-        return self._callbacks is not None and self._callbacks.announced(task_id)
 
     def _deliver_error(self, w: Watch, exc: errors.EvolinkError) -> None:
         w.reading = False

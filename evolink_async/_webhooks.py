@@ -14,7 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ._callbacks import CallbackRegistry, CallbackStats
+from ._callbacks import CallbackStats
+from ._engine import Engine
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -29,7 +30,7 @@ ASGIReceive = Callable[[], Awaitable[ASGIMessage]]
 ASGISend = Callable[[ASGIMessage], Awaitable[None]]
 
 # The registry's verdict on a callback, as the HTTP answer EvoLink gets.
-_ANSWERS = {"ignored": 202, "duplicate": 202, "accepted": 202, "closing": 503}
+_ANSWERS = {"ignored": 202, "duplicate": 202, "deferred": 202, "accepted": 202, "closing": 503}
 
 
 class CallbackReceiver:
@@ -40,8 +41,9 @@ class CallbackReceiver:
     a Starlette ``Route``; see examples/fastapi_app.py), at the URL given to the client as ``callback_url``.
     """
 
-    def __init__(self, registry: CallbackRegistry, *, max_body_bytes: int = 256 * 1024) -> None:
-        self._registry = registry
+    def __init__(self, engine: Engine, *, max_body_bytes: int = 256 * 1024) -> None:
+        self._engine = engine
+        self._registry = engine.callback_registry
         self.max_body_bytes = max_body_bytes
 
     def __repr__(self) -> str:
@@ -74,7 +76,7 @@ class CallbackReceiver:
         task_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id or len(task_id) > 200:
             return self._reject("body has no task id")
-        verdict = self._registry.announce(task_id)
+        verdict = self._engine.on_callback(task_id)
         return _ANSWERS[verdict], {"status": verdict}
 
     def _reject(self, why: str) -> tuple[int, dict[str, str]]:

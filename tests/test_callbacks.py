@@ -714,7 +714,7 @@ async def test_a_flood_of_junk_costs_no_reads_and_no_memory(start: StartRig, sim
 
     assert stats.ignored == 6000
     assert stats.received == 6000 + 1000
-    assert stats.duplicates >= 998
+    assert stats.duplicates + stats.deferred >= 998  # joined a confirmation under way, or set for after it
     # The flood lasted less than a few min_confirm_intervals (1 s): a couple of reads, no more.
     assert 1 <= reads <= 3
     assert sim.stats.batch_requests == 0
