@@ -90,8 +90,8 @@ test: install-test $(SYSTEM_STAMP)
 
 # The dependency ranges, at both ends (not part of `make test`; see docs/install.md): the behaviour tests, extras
 # included, with the lowest versions pyproject.toml allows and with the newest on the index today, on every Python
-# the machine has of those below (pyenv's or pythonX.Y on PATH). Each run gets its own venv under .deps/.
-DEPS_PYTHONS ?= 3.10 3.11 3.12 3.13
+# the package supports (requires-python: 3.11 up) that the machine has (pyenv's or pythonX.Y on PATH). Each run gets its own venv under .deps/.
+DEPS_PYTHONS ?= 3.11 3.12 3.13
 
 test-deps: $(UV) $(SYSTEM_STAMP)
 	@status=0; for py in $(DEPS_PYTHONS); do for end in lowest-direct highest; do \

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import types
 from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
@@ -42,10 +41,7 @@ from ._webhooks import CallbackReceiver
 from .models import Credits, ImageFields, ImageRequest, ImageSource, Request, Task, UploadedFile
 
 if TYPE_CHECKING:
-    if sys.version_info >= (3, 11):
-        from typing import Unpack
-    else:
-        from typing_extensions import Unpack
+    from typing import Unpack
 
 __all__ = ("AsyncClient", "OnUpdate")
 

@@ -7,7 +7,6 @@ never starve its API calls and the key cannot reach a result host even if a URL 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import secrets
@@ -179,7 +178,7 @@ class Downloader:
             # Rename is atomic on one file system: the final name never holds a partial image.
             await anyio.to_thread.run_sync(os.replace, tmp, final)
             return final
-        except (aiohttp.ClientError, OSError, TimeoutError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             # The network (and a timeout) may recover; a local disk problem will not.
             local = isinstance(exc, OSError) and not isinstance(exc, (aiohttp.ClientError, TimeoutError))
             raise errors.DownloadError(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
-import sys
 import threading
 import types
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator
@@ -28,11 +27,7 @@ from .models import Credits, FilePage, FileQuota, ImageFields, ImageSource, Requ
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
-
-    if sys.version_info >= (3, 11):
-        from typing import Unpack
-    else:
-        from typing_extensions import Unpack
+    from typing import Unpack
 
 __all__ = ("Client",)
 

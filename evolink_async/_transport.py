@@ -189,7 +189,7 @@ class Transport:
                 raw = await resp.read()
                 status = resp.status
                 resp_headers: Mapping[str, str] = resp.headers
-        except (aiohttp.ClientError, OSError, TimeoutError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             failure = self._connection_error(method, path, client_timeout, exc)
         if traced:
             status_seen = None if failure is not None else status

@@ -35,7 +35,6 @@ Every error that concerns a task carries ``task_id``. Errors raised by a create 
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 __all__ = (
@@ -360,16 +359,5 @@ class task_context:  # lower case: used like a function, ``with task_context(tas
             if exc.task_id is None:
                 exc.task_id = self.task_id
         elif isinstance(exc, (Exception, KeyboardInterrupt)):  # Ctrl-C during a sync wait names the task too
-            add_note(exc, f"evolink task_id={self.task_id}")
+            exc.add_note(f"evolink task_id={self.task_id}")
         return exc
-
-
-def add_note(exc: BaseException, note: str) -> None:
-    """``exc.add_note(note)``, on Python 3.10 too (PEP 678's ``__notes__``, which the ``exceptiongroup`` backport
-    that anyio installs there prints in tracebacks)."""
-    if sys.version_info >= (3, 11):
-        exc.add_note(note)
-    else:
-        notes = getattr(exc, "__notes__", None)
-        # object.__setattr__: the 3.10 stubs declare no __notes__ (the attribute itself works on any exception).
-        object.__setattr__(exc, "__notes__", [*(notes if isinstance(notes, list) else []), note])

@@ -11,7 +11,7 @@ import os
 import posixpath
 import types
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, ClassVar, Literal, TypeAlias, TypedDict
 from urllib.parse import unquote, urlsplit
@@ -91,7 +91,7 @@ KNOWN_MODELS: Mapping[str, ModelRules] = {
 NOTHING_EXTRA: Mapping[str, Any] = types.MappingProxyType({})
 
 
-class TaskStatus(str, enum.Enum):
+class TaskStatus(enum.StrEnum):
     """A task's state. ``UNKNOWN`` stands for a status this SDK does not know (see ``Task.raw_status``)."""
 
     PENDING = "pending"
@@ -225,7 +225,7 @@ class Task:
         if self.created is None:
             return None
         try:
-            return datetime.fromtimestamp(self.created, tz=timezone.utc)
+            return datetime.fromtimestamp(self.created, tz=UTC)
         except (OverflowError, OSError, ValueError):  # absurd timestamps: lenient, like every other field
             return None
 

@@ -10,7 +10,7 @@ import binascii
 import secrets
 import warnings
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -106,7 +106,7 @@ class SimFiles:
         file_id = "file_" + secrets.token_hex(8)
         original = name or f"upload.{_EXTENSIONS[mime]}"
         stored = f"{file_id}.{_EXTENSIONS[mime]}"
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self.files[file_id] = SimFile(
             id=file_id,
             name=stored,
