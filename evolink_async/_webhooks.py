@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ._callbacks import CallbackRegistry, CallbackStats
+from ._text import id_problem
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -72,7 +73,9 @@ class CallbackReceiver:
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
             return self._reject("body is not JSON")
         task_id = data.get("id") if isinstance(data, dict) else None
-        if not isinstance(task_id, str) or not task_id or len(task_id) > 200:
+        if (
+            not isinstance(task_id, str) or id_problem(task_id) is not None
+        ):  # a task id goes into a URL path and log lines: checked first
             return self._reject("body has no task id")
         verdict = self._registry.announce(task_id)
         return _ANSWERS[verdict], {"status": verdict}

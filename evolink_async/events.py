@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from ._text import printable
 from .models import Task
 
 __all__ = (
@@ -181,7 +182,7 @@ def active() -> bool:
 def emit(event: Any) -> None:
     """Hand ``event`` to every handler, and to the logger (DEBUG, one line)."""
     if log.isEnabledFor(logging.DEBUG):
-        log.debug("%s", _line(event))
+        log.debug("%s", printable(_line(event)))  # a status or model is server text: one line, no escapes
     for handler in list(_handlers):
         try:
             handler(event)
