@@ -214,26 +214,30 @@ class Transport:
             # Raised outside the except block: its __context__ stays empty, so aiohttp's error (whose
             # request_info holds our Authorization header) is reachable only where _connection_error allows.
             raise failure
+        return self._answer(f"{method} {path}", status, resp_headers, raw)
+
+    def _answer(self, request: str, status: int, headers: Mapping[str, str], raw: bytes | None) -> Response:
+        """The decoded 2xx answer to ``request`` ("GET /v1/..."), or the error it maps to."""
         if raw is None:
             raise errors.MalformedResponseError(
-                f"{method} {path}: answer {status} is over {MAX_ANSWER_BYTES} bytes (the cap of an API answer); "
+                f"{request}: answer {status} is over {MAX_ANSWER_BYTES} bytes (the cap of an API answer); "
                 "the rest was not read",
                 status=status,
-                request_id=_request_id(resp_headers),
+                request_id=_request_id(headers),
             )
         raw = self._secret.scrub(raw)  # the one place server text comes in: no key echoed by a proxy goes further
         if not 200 <= status < 300:
-            raise error_from_response(status, resp_headers, raw)
-        request_id = _request_id(resp_headers)
+            raise error_from_response(status, headers, raw)
+        request_id = _request_id(headers)
         try:
             payload = json.loads(raw)
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
             raise errors.MalformedResponseError(
-                f"{method} {path}: answer {status} is not valid JSON ({len(raw)} bytes)",
+                f"{request}: answer {status} is not valid JSON ({len(raw)} bytes)",
                 status=status,
                 request_id=request_id,
             ) from None
-        return Response(data=payload, status=status, request_id=request_id, headers=resp_headers)
+        return Response(data=payload, status=status, request_id=request_id, headers=headers)
 
     def _client_timeout(self, total: float) -> aiohttp.ClientTimeout:
         client_timeout = self._client_timeouts.get(total)
