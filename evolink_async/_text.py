@@ -8,7 +8,7 @@ import re
 __all__ = ("MAX_ID_LENGTH", "id_problem", "printable", "redact")
 
 #: The longest task or file id accepted (EvoLink's are about 40 characters).
-MAX_ID_LENGTH = 256
+MAX_ID_LENGTH = 200
 # "/" and "\" would make another path (or file) of it, "?" and "#" end the path; quoting alone does not help with
 # dot segments, which the URL library removes after quoting ("/v1/tasks/.." is "/v1/").
 _ID_FORBIDDEN = frozenset("/\\?#")
