@@ -43,9 +43,9 @@ from .models import (
 
 __all__ = ("MAX_UPLOAD_BYTES", "Files", "LocalFile")
 
-#: The largest file ``client.upload()`` sends (a request's own images have their model's smaller cap): the files
-#: API takes images, and a stream that cannot seek is read into memory, so it is read no further than this.
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+"""The largest file ``client.upload()`` sends (a request's own images have their model's smaller cap): the files
+API takes images, and a stream that cannot seek is read into memory, so it is read no further than this."""
 _HEAD = 16
 _CHUNK = 256 * 1024
 _UPLOAD_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})

@@ -28,9 +28,10 @@ __all__ = ("MAX_ANSWER_BYTES", "TRACE_CONFIGS", "Response", "Transport", "error_
 #: aiohttp trace configs given to every session the SDK makes from now on (``evolink_async.otel`` adds one).
 TRACE_CONFIGS: list[aiohttp.TraceConfig] = []
 
-#: The most bytes (decoded) read of one API answer. A task, a batch of 50 or a files page is a few KB to a few
-#: hundred KB; an answer past this is a broken proxy or a hostile host, and it is not read further.
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
+"""The most bytes (decoded: after gzip or deflate) read of one API answer. A task, a batch of 50 or a files page
+is a few KB to a few hundred KB; an answer past this comes from a broken proxy or a hostile host, is read no
+further, and raises MalformedResponseError naming the request."""
 _CHUNK = 64 * 1024
 _USER_AGENT = f"evolink-async/{__version__}"
 _REQUEST_ID_HEADERS = ("x-request-id", "x-oneapi-request-id")

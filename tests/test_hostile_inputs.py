@@ -27,9 +27,7 @@ from aiohttp import BodyPartReader, web
 from conftest import FAST_POLL, FAST_RETRY, UNPACED
 
 import evolink_async as evo
-from evolink_async import _cli
-from evolink_async._files import MAX_UPLOAD_BYTES
-from evolink_async._transport import MAX_ANSWER_BYTES
+from evolink_async import MAX_ANSWER_BYTES, MAX_UPLOAD_BYTES, _cli
 from evolink_async.testing import FakeEvolink
 
 SECRET = "sk-evo-HOSTILE-5e7b1c9d2a4f6083"
