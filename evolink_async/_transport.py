@@ -292,7 +292,8 @@ class _Secret:
     def __init__(self, key: str) -> None:
         self.text = key
         self._raw = key.encode()
-        self._escaped = json.dumps(key)[1:-1]  # the key as a JSON string holds it (a '"' or '\\' escaped)
+        # The key as a JSON string holds it (with a '"' or a '\\' escaped), as json.dumps writes it again below.
+        self._escaped = json.dumps(key, ensure_ascii=False)[1:-1]
 
     def __repr__(self) -> str:
         return "<secret>"

@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 import attrs
 import pytest
@@ -28,6 +29,7 @@ from conftest import FAST_POLL, FAST_RETRY, UNPACED
 
 import evolink_async as evo
 from evolink_async import MAX_ANSWER_BYTES, MAX_UPLOAD_BYTES, _cli
+from evolink_async._transport import TRACE_CONFIGS
 from evolink_async.testing import FakeEvolink
 
 SECRET = "sk-evo-HOSTILE-5e7b1c9d2a4f6083"
@@ -214,6 +216,40 @@ async def test_a_file_that_grows_between_attempts_is_sent_as_it_was_hashed(tmp_p
     assert bodies[1] == PNG
     assert bodies[2] == PNG
     assert lengths[0] == lengths[1]  # the retry declared what it sent
+
+
+async def test_a_file_that_grows_during_its_upload_sends_no_surplus_into_the_next_request(tmp_path: Path) -> None:
+    """The file grows after the request's length was declared, before its body goes (as a writer still appending
+    would): the body must hold the declared bytes only, or the surplus is read as the start of the next request
+    on that keep-alive connection. A trace hook of the SDK's sessions (``TRACE_CONFIGS``, as otel uses) grows the
+    file once the connection is made."""
+    image = tmp_path / "grows.png"
+    image.write_bytes(PNG)
+    received: list[bytes] = []
+
+    async def upload(request: web.Request) -> web.StreamResponse:
+        received.append(await _file_part(request))
+        return _envelope(_uploaded(f"n{len(received)}.png"))
+
+    async def grow(*_: Any) -> None:
+        with image.open("ab") as fh:
+            fh.write(b"appended after the length was declared" * 1000)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_end.append(grow)
+    TRACE_CONFIGS.append(trace)
+    once = attrs.evolve(FAST_RETRY, max_attempts=1)
+    try:
+        async with serve({("POST", "/api/v1/files/upload/stream"): upload}) as (url, _):
+            limits = attrs.evolve(UNPACED, max_connections=1)  # the second upload reuses the first one's connection
+            async with client_for(url, retry=once, limits=limits, timeouts=evo.Timeouts(request=5)) as client:
+                first = await client.upload(image)
+                second = await client.upload(PNG[:16] + b"second", file_name="second.png")
+    finally:
+        TRACE_CONFIGS.remove(trace)
+    assert first.id == "file-n1.png"
+    assert second.id == "file-n2.png"
+    assert received == [PNG, PNG[:16] + b"second"]
 
 
 @pytest.mark.parametrize("change", ["rewritten", "shrunk"])
