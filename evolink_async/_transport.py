@@ -33,6 +33,7 @@ MAX_ANSWER_BYTES = 16 * 1024 * 1024
 is a few KB to a few hundred KB; an answer past this comes from a broken proxy or a hostile host, is read no
 further, and raises MalformedResponseError naming the request."""
 _CHUNK = 64 * 1024
+_MIN_SCRUBBED = 12
 _USER_AGENT = f"evolink-async/{__version__}"
 _REQUEST_ID_HEADERS = ("x-request-id", "x-oneapi-request-id")
 
@@ -264,7 +265,7 @@ class Transport:
             err = errors.APIConnectionError(f"{method} {path}: connection failed: {type(exc).__name__}: {text}")
         # aiohttp's response errors keep the request's headers (our Authorization among them) in request_info:
         # such a cause is named in the message, never attached, so no traceback or repr can show the key.
-        if not isinstance(exc, aiohttp.ClientResponseError) and self._secret.text not in str(exc):
+        if not isinstance(exc, aiohttp.ClientResponseError) and not self._secret.found_in(str(exc)):
             err.__cause__ = exc
         return err
 
@@ -290,15 +291,21 @@ class _Secret:
     __slots__ = ("_escaped", "_raw", "text")
 
     def __init__(self, key: str) -> None:
-        self.text = key
-        self._raw = key.encode()
+        # A key this short is a test's ("key"), never EvoLink's: scrubbing it would rewrite ordinary words of answers.
+        self.text = key if len(key) >= _MIN_SCRUBBED else ""
+        self._raw = self.text.encode()
         # The key as a JSON string holds it (with a '"' or a '\\' escaped), as json.dumps writes it again below.
-        self._escaped = json.dumps(key, ensure_ascii=False)[1:-1]
+        self._escaped = json.dumps(self.text, ensure_ascii=False)[1:-1]
 
     def __repr__(self) -> str:
         return "<secret>"
 
+    def found_in(self, text: str) -> bool:
+        return bool(self.text) and self.text in text
+
     def scrub(self, raw: bytes) -> bytes:
+        if not self._raw:
+            return raw
         if self._raw in raw:
             raw = raw.replace(self._raw, REDACTED.encode())
         if b"\\" not in raw:  # no escape: the key cannot hide behind one (the common case, checked in C)
@@ -311,7 +318,7 @@ class _Secret:
         return text.replace(self._escaped, REDACTED).encode() if self._escaped in text else raw
 
     def scrub_headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
-        if not any(self.text in value for value in headers.values()):
+        if not any(self.found_in(value) for value in headers.values()):
             return headers
         # Names lower-cased: this mapping is read with lower-case names only, as aiohttp's is.
         return {name.lower(): redact(value, self.text) for name, value in headers.items()}

@@ -73,9 +73,8 @@ class CallbackReceiver:
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
             return self._reject("body is not JSON")
         task_id = data.get("id") if isinstance(data, dict) else None
-        if (
-            not isinstance(task_id, str) or id_problem(task_id) is not None
-        ):  # a task id goes into a URL path and log lines: checked first
+        # A task id goes into a URL path and log lines: checked before anything else.
+        if not isinstance(task_id, str) or id_problem(task_id) is not None:
             return self._reject("body has no task id")
         verdict = self._registry.announce(task_id)
         return _ANSWERS[verdict], {"status": verdict}

@@ -450,6 +450,15 @@ async def test_a_key_echoed_by_the_server_is_in_no_error_nor_log_line(
     assert SECRET not in logged
 
 
+async def test_a_key_too_short_to_be_real_rewrites_no_word_of_an_answer() -> None:
+    async def read(request: web.Request) -> web.StreamResponse:
+        return web.json_response(task_body("task-k", model="monkey-key"))
+
+    async with serve({("GET", "/v1/tasks/{id}"): read}) as (url, _), evo.AsyncClient("key", base_url=url) as client:
+        task = await client.get_task("task-k")
+    assert task.model == "monkey-key"
+
+
 # -- 8. compressed results ------------------------------------------------------------------------------------
 
 
