@@ -14,9 +14,10 @@ from ._callbacks import CallbackStats
 from ._client import AsyncClient
 from ._config import DEFAULT_BASE_URL, Limits, PollPolicy, RetryPolicy, Timeouts
 from ._engine import OnUpdate
-from ._files import Files
+from ._files import MAX_UPLOAD_BYTES, Files
 from ._requests import new_idempotency_key
 from ._sync import Client
+from ._transport import MAX_ANSWER_BYTES
 from ._version import __version__
 from ._webhooks import CallbackReceiver
 from .errors import (
@@ -84,6 +85,8 @@ __all__ = (
     "AudioRequest",
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
+    "MAX_ANSWER_BYTES",
+    "MAX_UPLOAD_BYTES",
     "APIConnectionError",
     "APIError",
     "APITimeoutError",

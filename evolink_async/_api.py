@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote
 
 import attrs
 
@@ -18,7 +17,7 @@ from ._config import RetryPolicy
 from ._converter import batch_items, structure_credits, structure_task
 from ._pace import RateLimiter
 from ._retry import Decide, retrying
-from ._transport import Response, Transport
+from ._transport import Response, Transport, path_segment
 from .models import Credits, Task
 
 __all__ = ("API", "Created")
@@ -135,7 +134,7 @@ class API:
     ) -> Task:
         """``GET /v1/tasks/{id}``; an answer about another task is a MalformedResponseError."""
         with errors.task_context(task_id):
-            path = f"/v1/tasks/{quote(task_id, safe='')}"
+            path = f"/v1/tasks/{path_segment('task_id', task_id)}"
             resp = await self._request("GET", path, urgent=urgent, timeout=timeout, max_attempts=max_attempts)
             task = structure_task(resp.data, request_id=resp.request_id)
             if task.id != task_id:

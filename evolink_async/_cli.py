@@ -25,6 +25,7 @@ from ._config import ENV_API_KEY, Limits
 from ._converter import task_to_wire
 from ._requests import check_field_names, request_fields
 from ._sheet import ContactSheet
+from ._text import printable
 from .models import REQUEST_KINDS, AudioRequest, ImageRequest, Request, Task, TaskStatus, VideoRequest
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def _client(args: argparse.Namespace, *, concurrency: int | None = None) -> Asyn
 
 def _task_line(task: Task) -> str:
     progress = f" {task.progress}%" if task.progress is not None and not task.is_final else ""
-    return f"{task.id}  {task.raw_status}{progress}"
+    return printable(f"{task.id}  {task.raw_status}{progress}")
 
 
 # -- commands ----------------------------------------------------------------------------------------
@@ -196,7 +197,7 @@ async def cmd_upload(args: argparse.Namespace) -> int:
             if args.json:
                 out.print_json(data={"file": name, "id": item.id, "url": item.url, "expires_at": item.expires_at})
             else:
-                out.print(item.url, soft_wrap=True, markup=False)
+                out.print(printable(item.url), soft_wrap=True, markup=False)
     return EXIT_OK
 
 
@@ -222,7 +223,7 @@ async def _run_one(args: argparse.Namespace, request: Request) -> int:
         out.print_json(data={"task": task_to_wire(task), "files": [str(f) for f in files]})
     else:
         for url in task.results:
-            out.print(url, soft_wrap=True, markup=False)
+            out.print(printable(url), soft_wrap=True, markup=False)  # server text: no escape sequence reaches a tty
         for path in files:
             out.print(f"saved {path}", soft_wrap=True, markup=False)
     return EXIT_OK
@@ -240,9 +241,9 @@ async def cmd_task(args: argparse.Namespace) -> int:
     else:
         out.print(_task_line(task), markup=False)
         for url in task.results:
-            out.print(url, soft_wrap=True, markup=False)
+            out.print(printable(url), soft_wrap=True, markup=False)
         if task.error is not None:
-            out.print(f"error: {task.error.code}: {task.error.message}", markup=False)
+            out.print(printable(f"error: {task.error.code}: {task.error.message}"), markup=False)
     return EXIT_FAILED if task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED) else EXIT_OK
 
 
@@ -374,7 +375,7 @@ async def run_batch(
 def _describe(outcome: Outcome) -> str:
     value = outcome.input
     prompt = value.get("prompt", "") if isinstance(value, dict) else getattr(value, "prompt", value)
-    return str(prompt)[:60]
+    return printable(str(prompt)[:60])
 
 
 def _print_outcome(console: Console, outcome: Outcome) -> None:
@@ -382,12 +383,17 @@ def _print_outcome(console: Console, outcome: Outcome) -> None:
 
     if outcome.ok:
         where = outcome.files[0] if outcome.files else (outcome.task.results[0] if outcome.task else "")
-        console.print(f"  [green]✓[/] {escape(f'{_describe(outcome):<45}')} {escape(str(where))}", soft_wrap=True)
+        where = printable(str(where))
+        console.print(f"  [green]✓[/] {escape(f'{_describe(outcome):<45}')} {escape(where)}", soft_wrap=True)
     else:
         console.print(f"  [red]✗[/] {escape(f'{_describe(outcome):<45}')} {escape(_reason(outcome))}", soft_wrap=True)
 
 
 def _reason(outcome: Outcome) -> str:
+    return printable(_raw_reason(outcome))
+
+
+def _raw_reason(outcome: Outcome) -> str:
     error = outcome.error
     if isinstance(error, errors.TaskFailedError):
         return f"{error.task.raw_status}: {error.code or 'no error code'}"
@@ -424,7 +430,7 @@ def _summary(
     refusal = next((o.error.refusal for o in failures if isinstance(o.error, errors.NotSubmittedError)), None)
     if refusal is not None:
         # One line that says why the rest was not sent: the key, the credits or access to the model.
-        why = escape(f"{type(refusal).__name__} (HTTP {refusal.status}): {refusal.message}")
+        why = escape(printable(f"{type(refusal).__name__} (HTTP {refusal.status}): {refusal.message}"))
         console.print(
             f"[red]stopped submitting:[/] {why} — fix the key, credits or model access and rerun"
             " (with --journal, only the rest is sent)",
@@ -440,7 +446,7 @@ def _failure_kind(outcome: Outcome) -> str:
     if isinstance(error, errors.BudgetExceededError):
         return "not submitted (budget reached)"
     code = getattr(error, "code", None)
-    return f"{type(error).__name__}" + (f" [{code}]" if code not in (None, "") else "")
+    return printable(f"{type(error).__name__}" + (f" [{code}]" if code not in (None, "") else ""))
 
 
 def _failure_table(console: Console, failures: list[Outcome], lines: list[int] | None) -> None:
@@ -718,7 +724,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"evolink: error: {exc}", file=sys.stderr)
         return exc.code
     except errors.TaskFailedError as exc:
-        print(f"evolink: task {exc.task_id} {exc.task.raw_status}: {exc.code or 'no error code'}", file=sys.stderr)
+        print(
+            printable(f"evolink: task {exc.task_id} {exc.task.raw_status}: {exc.code or 'no error code'}"),
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     except (errors.ValidationError, errors.ConfigurationError) as exc:
         print(f"evolink: error: {exc}", file=sys.stderr)
@@ -741,7 +750,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("EVOLINK_DEBUG"):
             raise
         print(
-            f"evolink: unexpected error: {type(exc).__name__}: {exc} (set EVOLINK_DEBUG=1 for details)", file=sys.stderr
+            printable(f"evolink: unexpected error: {type(exc).__name__}: {exc} (set EVOLINK_DEBUG=1 for details)"),
+            file=sys.stderr,
         )
         return EXIT_FAILED
 

@@ -36,6 +36,7 @@ from ._requests import (
     check_timeout,
     new_idempotency_key,
 )
+from ._text import id_problem
 from ._transport import Transport
 from ._webhooks import CallbackReceiver
 from .models import Credits, ImageFields, ImageRequest, ImageSource, Request, Task, UploadedFile
@@ -63,8 +64,9 @@ def _observers_of(
 
 def _task_id_of(task: Task | str) -> str:
     task_id = task.id if isinstance(task, Task) else task
-    if not isinstance(task_id, str) or not task_id.strip():
-        raise errors.ValidationError("task_id", f"must be a non-empty string, got {task_id!r}")
+    problem = id_problem(task_id)  # "..", "a/b", "\x1b[2J": each would leave its path, or its log line
+    if problem is not None:
+        raise errors.ValidationError("task_id", problem)
     return task_id
 
 

@@ -142,11 +142,11 @@ class Limits:
 
 
 def is_loopback_host(host: str | None) -> bool:
-    """True for ``localhost`` and loopback IP literals."""
+    """True for ``localhost`` and loopback IP literals; not for other names (``*.localhost`` may go to DNS)."""
     if not host:
         return False
-    host = host.strip("[]").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    host = host.strip("[]").lower()
+    if host == "localhost":  # exactly: "localhost." is a name the resolver may send to DNS too
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

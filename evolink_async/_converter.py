@@ -20,6 +20,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 
+from ._text import id_problem, printable
 from .errors import MalformedResponseError
 from .models import (
     NOTHING_EXTRA,
@@ -220,6 +221,10 @@ def _structure_task(
     task_id = data.get("id")
     if not isinstance(task_id, str) or not task_id:
         raise MalformedResponseError(f"task object has no string id: {str(data)[:200]}")
+    problem = id_problem(task_id)
+    if problem is not None:
+        # It becomes a URL path, a file name and a log word: one that cannot be read back is no id.
+        raise MalformedResponseError(f"task id {problem}")
     raw_status = data.get("status")
     if not isinstance(raw_status, str):
         raise MalformedResponseError(f"task object has no string status: {str(data)[:200]}", task_id=task_id)
@@ -235,7 +240,7 @@ def _structure_task(
         try:
             parsed[key] = _shared_part(parts[key], key, cls, value)
         except Exception as exc:  # an optional part we cannot read is kept raw, not fatal
-            log.debug("task %s: could not read %s (%s); kept in Task.extra", task_id, key, exc)
+            log.debug("task %s: could not read %s (%s); kept in Task.extra", task_id, key, printable(str(exc)))
             extra = {**(extra or {}), key: value}
     created = _lenient_float(data.get("created"))
     results = _results(data, task_id)
@@ -430,6 +435,12 @@ _UPLOADED_NAMES = {
 }
 
 
+def _check_file_id(file_id: str) -> None:
+    problem = id_problem(file_id)
+    if problem is not None:  # deleting it would send DELETE to another path
+        raise MalformedResponseError(f"file id {problem}")
+
+
 def structure_uploaded(data: Any) -> UploadedFile:
     """An ``UploadedFile`` from the ``data`` of an upload answer; it must have an id and a URL."""
     if not isinstance(data, Mapping):
@@ -437,6 +448,7 @@ def structure_uploaded(data: Any) -> UploadedFile:
     fields, extra = _renamed(data, _UPLOADED_NAMES)
     if not isinstance(fields["id"], str) or not isinstance(fields["url"], str) or not fields["url"]:
         raise MalformedResponseError(f"upload answer has no file_id and file_url: {str(data)[:200]}")
+    _check_file_id(fields["id"])
     texts = {k: _lenient_str(v) for k, v in fields.items() if k != "size"}
     return UploadedFile(**texts, size=_lenient_int(fields["size"]), extra=extra)  # type: ignore[arg-type]
 
@@ -450,6 +462,7 @@ def structure_file_page(data: Any) -> FilePage:
     for item in files:
         if not isinstance(item, Mapping) or not isinstance(item.get("file_id"), str):
             raise MalformedResponseError(f"file list item has no file_id: {str(item)[:200]}")
+        _check_file_id(item["file_id"])
         fields, extra = _renamed(
             item, {"file_id": "id", "file_name": "name", "file_size": "size", "upload_time": "uploaded_at"}
         )

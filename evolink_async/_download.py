@@ -7,6 +7,7 @@ never starve its API calls and the key cannot reach a result host even if a URL 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -46,18 +47,30 @@ _EXTENSIONS = {
 }
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _CHUNK = 64 * 1024
+_MAX_STEM = 120
 
 
 def safe_stem(text: str) -> str:
-    """A file-name stem from server-controlled text: no separators, no dots in front, bounded length."""
-    stem = _UNSAFE.sub("_", text).strip("._") or "task"
-    return stem[:120]
+    """A file-name stem from server-controlled text: no separators, no dots in front, bounded length, and one
+    per text: a text the rule had to change (or shorten) gets ``~`` and a hash of itself, so ``dup/x`` and ``dup_x``
+    (or two ids alike in their first 120 characters) never share a file. ``~`` is in no unchanged stem."""
+    stem = _UNSAFE.sub("_", text).strip("._")[:_MAX_STEM] or "task"
+    if stem == text:
+        return stem
+    return f"{stem[: _MAX_STEM - 17]}~{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
 
 
 def _remove_partials(folder: Path, stem: str) -> None:
-    """Remove ``.<stem>-<n>.<hex>.part`` files (the temporary names below); the stem holds no glob characters."""
+    """Remove ``.<stem>-<n>.<hex>.part`` files (the temporary names below): this task's, not those of a task whose
+    id starts with this one's (``.<stem>-*`` alone would match ``<stem>-1``'s too)."""
+    own = re.compile(rf"\.{re.escape(stem)}-\d+\.[0-9a-f]+\.part")
     for partial in folder.glob(f".{stem}-*.part"):
-        partial.unlink(missing_ok=True)
+        if own.fullmatch(partial.name):
+            partial.unlink(missing_ok=True)
+
+
+def _identity(resp: aiohttp.ClientResponse) -> bool:
+    return resp.headers.get("Content-Encoding", "identity").strip().lower() in ("", "identity")
 
 
 def _decide(exc: Exception) -> bool | float:
@@ -170,7 +183,9 @@ class Downloader:
                         if size > self.max_bytes:
                             raise errors.DownloadError(f"result exceeds the {self.max_bytes}-byte cap", url=url)
                         await fh.write(chunk)
-                if resp.content_length is not None and size != resp.content_length:
+                # Content-Length counts the bytes on the wire: with a Content-Encoding (gzip, deflate) they are
+                # compressed and ``size`` (decoded) is another number, so only an identity body is compared.
+                if _identity(resp) and resp.content_length is not None and size != resp.content_length:
                     raise errors.DownloadError(
                         f"result truncated: {size} of {resp.content_length} bytes", url=url, transient=True
                     )

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
+import aiohttp.payload
 import anyio
 import attrs
 
@@ -29,7 +30,7 @@ from ._config import RetryPolicy
 from ._converter import structure_file_page, structure_quota, structure_uploaded
 from ._requests import new_idempotency_key
 from ._retry import retrying
-from ._transport import Response, Transport, error_from_response
+from ._transport import Response, Transport, error_from_response, path_segment
 from .models import (
     FilePage,
     FileQuota,
@@ -40,8 +41,11 @@ from .models import (
     sniff_image_type,
 )
 
-__all__ = ("Files", "LocalFile")
+__all__ = ("MAX_UPLOAD_BYTES", "Files", "LocalFile")
 
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+"""The largest file ``client.upload()`` sends (a request's own images have their model's smaller cap): the files
+API takes images, and a stream that cannot seek is read into memory, so it is read no further than this."""
 _HEAD = 16
 _CHUNK = 256 * 1024
 _UPLOAD_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
@@ -104,6 +108,23 @@ def _read_bytes(data: bytes, name: str, types: frozenset[str], max_bytes: int | 
     return _local(hashlib.sha256(data).hexdigest(), mime, len(data), name, lambda: io.BytesIO(data))
 
 
+def _read_stream(source: Any, max_bytes: int | None) -> bytes:
+    """A stream's bytes, read in chunks (a pipe answers a big read with what it has) up to one byte past the cap:
+    an endless stream is refused, not held in memory."""
+    cap = MAX_UPLOAD_BYTES if max_bytes is None else max_bytes
+    chunks: list[bytes] = []
+    size = 0
+    while size <= cap:
+        chunk = source.read(min(_CHUNK, cap + 1 - size))
+        if not chunk:
+            break
+        if not isinstance(chunk, bytes):
+            raise errors.ValidationError("file", "is a text file object: open the image in binary mode ('rb')")
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def _seekable(source: Any) -> bool:
     try:
         return bool(source.seekable())
@@ -115,10 +136,7 @@ def _read_file_object(source: Any, types: frozenset[str], max_bytes: int | None)
     name = os.path.basename(str(getattr(source, "name", "") or ""))
     if not _seekable(source):
         # Read once (at most one byte over the cap), so that a retry can send it again.
-        data = source.read() if max_bytes is None else source.read(max_bytes + 1)
-        if not isinstance(data, bytes):
-            raise errors.ValidationError("file", "is a text file object: open the image in binary mode ('rb')")
-        return _read_bytes(data, name, types, max_bytes)
+        return _read_bytes(_read_stream(source, max_bytes), name, types, max_bytes)
     start = source.tell()
     size = source.seek(0, os.SEEK_END) - start
     source.seek(start)
@@ -155,6 +173,56 @@ class _Unclosed(io.BufferedIOBase):
 
     def readable(self) -> bool:
         return True
+
+
+class _Exact(io.BufferedIOBase):
+    """A local file as an upload sends it: exactly the ``size`` bytes that were measured and hashed, no byte more
+    (a file that grew would overrun the declared length into the next request on the connection). A file that
+    shrank or changed since it was hashed fails before its last byte goes: ``problem`` says why."""
+
+    def __init__(self, local: LocalFile) -> None:
+        super().__init__()
+        self._inner = local.open()
+        self._left = local.size
+        self._digest = local.digest
+        self._hash = hashlib.sha256()
+        self.problem: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        chunk = self._inner.read(self._left if size is None or size < 0 else min(size, self._left))
+        if not chunk:
+            self._fail(f"shrank while it was uploaded ({self._left} of its bytes are gone)")
+        self._left -= len(chunk)
+        self._hash.update(chunk)
+        if self._left == 0 and self._hash.hexdigest() != self._digest:
+            self._fail("changed while it was uploaded (its content is not what was checked and hashed)")
+        return chunk
+
+    def _fail(self, problem: str) -> None:
+        self.problem = problem
+        # Raised inside aiohttp's body writer, which closes the connection: the server never gets a whole file.
+        raise OSError(problem)
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
+class _ExactPayload(aiohttp.payload.IOBasePayload):
+    """The file part of an upload, its length declared as measured (aiohttp would ask the file system again)."""
+
+    def __init__(self, reader: _Exact, size: int, *, filename: str, content_type: str) -> None:
+        super().__init__(cast(IO[bytes], reader), filename=filename, content_type=content_type)
+        self._declared = size
+
+    @property
+    def size(self) -> int:
+        return self._declared
 
 
 def read_local(
@@ -251,7 +319,7 @@ class Files:
         if isinstance(source, str):
             return await self._upload_url(source, file_name, upload_path)
         return await self._read_and_upload(
-            source, types=_UPLOAD_TYPES, max_bytes=None, file_name=file_name, upload_path=upload_path
+            source, types=_UPLOAD_TYPES, max_bytes=MAX_UPLOAD_BYTES, file_name=file_name, upload_path=upload_path
         )
 
     async def _upload_url(self, url: str, file_name: str | None, upload_path: str | None) -> UploadedFile:
@@ -284,19 +352,24 @@ class Files:
             done.set()
 
     async def _stream(self, local: LocalFile, file_name: str | None, upload_path: str | None) -> UploadedFile:
-        opened: list[IO[bytes] | io.BufferedIOBase] = []
+        opened: list[_Exact] = []
 
         def form() -> aiohttp.FormData:
-            fh = local.open()
+            _check_unchanged(opened)  # a file found changed by the last attempt is not sent again
+            fh = _Exact(local)
             opened.append(fh)
+            part = _ExactPayload(fh, local.size, filename=file_name or local.name, content_type=local.mime_type)
             data = aiohttp.FormData()
-            data.add_field("file", fh, filename=file_name or local.name, content_type=local.mime_type)
+            data.add_field("file", part, filename=file_name or local.name, content_type=local.mime_type)
             for name, value in _options(file_name, upload_path).items():
                 data.add_field(name, value)
             return data
 
         try:
             return structure_uploaded(await self._request("POST", "/api/v1/files/upload/stream", form=form))
+        except errors.APIConnectionError:
+            _check_unchanged(opened)  # the connection failed because the file changed: say that
+            raise
         finally:
             for fh in opened:
                 fh.close()
@@ -340,10 +413,16 @@ class Files:
         file_id = file.id if isinstance(file, UploadedFile) else file
         if not isinstance(file_id, str) or not file_id:
             raise errors.ValidationError("file", f"must be an UploadedFile or a file id, got {file_id!r}")
-        await self._request("DELETE", f"/api/v1/files/{quote(file_id, safe='')}")
+        await self._request("DELETE", f"/api/v1/files/{path_segment('file', file_id)}")
         for digest, uploaded in list(self._uploaded.items()):
             if uploaded.id == file_id:
                 del self._uploaded[digest]
+
+
+def _check_unchanged(readers: list[_Exact]) -> None:
+    for reader in readers:
+        if reader.problem is not None:
+            raise errors.ValidationError("file", f"{reader.problem}; nothing was stored")
 
 
 def _options(file_name: str | None, upload_path: str | None) -> dict[str, str]:

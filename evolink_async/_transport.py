@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import attrs
@@ -20,10 +20,17 @@ import attrs
 from . import errors, events
 from ._config import Timeouts
 from ._retry import parse_retry_after
+from ._text import REDACTED, id_problem, redact
 from ._version import __version__
 
-__all__ = ("Response", "Transport", "error_from_response")
+__all__ = ("MAX_ANSWER_BYTES", "Response", "Transport", "error_from_response", "path_segment")
 
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+"""The most bytes (decoded: after gzip or deflate) read of one API answer. A task, a batch of 50 or a files page
+is a few KB to a few hundred KB; an answer past this comes from a broken proxy or a hostile host, is read no
+further, and raises MalformedResponseError naming the request."""
+_CHUNK = 64 * 1024
+_MIN_SCRUBBED = 12
 _USER_AGENT = f"evolink-async/{__version__}"
 _REQUEST_ID_HEADERS = ("x-request-id", "x-oneapi-request-id")
 
@@ -96,6 +103,15 @@ def error_from_response(
     return cls(message, **kwargs)
 
 
+def path_segment(field: str, value: str) -> str:
+    """``value`` quoted as one path segment, if it is an id: quoting keeps ``..`` as it is, and the URL library
+    then removes it (``/v1/tasks/..`` is ``/v1/``), so a dot segment is refused, never sent with the key."""
+    problem = id_problem(value)
+    if problem is not None:
+        raise errors.ValidationError(field, problem)
+    return quote(value, safe="")
+
+
 class Transport:
     """One JSON request to the API at a time: auth, timeouts, error mapping. Retries and pace live above it."""
 
@@ -112,6 +128,7 @@ class Transport:
         self.base_url = base_url
         self.observers = observers
         self._host = urlsplit(base_url).netloc
+        self._secret = _Secret(api_key)
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
         self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
@@ -186,9 +203,9 @@ class Transport:
             async with self._get_session().request(
                 method, self.base_url + path, data=data, headers=headers, timeout=client_timeout, allow_redirects=False
             ) as resp:
-                raw = await resp.read()
+                raw = await _read_capped(resp)
                 status = resp.status
-                resp_headers: Mapping[str, str] = resp.headers
+                resp_headers: Mapping[str, str] = self._secret.scrub_headers(resp.headers)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             failure = self._connection_error(method, path, client_timeout, exc)
         if traced:
@@ -200,18 +217,30 @@ class Transport:
             # Raised outside the except block: its __context__ stays empty, so aiohttp's error (whose
             # request_info holds our Authorization header) is reachable only where _connection_error allows.
             raise failure
+        return self._answer(f"{method} {path}", status, resp_headers, raw)
+
+    def _answer(self, request: str, status: int, headers: Mapping[str, str], raw: bytes | None) -> Response:
+        """The decoded 2xx answer to ``request`` ("GET /v1/..."), or the error it maps to."""
+        if raw is None:
+            raise errors.MalformedResponseError(
+                f"{request}: answer {status} is over {MAX_ANSWER_BYTES} bytes (the cap of an API answer); "
+                "the rest was not read",
+                status=status,
+                request_id=_request_id(headers),
+            )
+        raw = self._secret.scrub(raw)  # the one place server text comes in: no key echoed by a proxy goes further
         if not 200 <= status < 300:
-            raise error_from_response(status, resp_headers, raw)
-        request_id = _request_id(resp_headers)
+            raise error_from_response(status, headers, raw)
+        request_id = _request_id(headers)
         try:
             payload = json.loads(raw)
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
             raise errors.MalformedResponseError(
-                f"{method} {path}: answer {status} is not valid JSON ({len(raw)} bytes)",
+                f"{request}: answer {status} is not valid JSON ({len(raw)} bytes)",
                 status=status,
                 request_id=request_id,
             ) from None
-        return Response(data=payload, status=status, request_id=request_id, headers=resp_headers)
+        return Response(data=payload, status=status, request_id=request_id, headers=headers)
 
     def _client_timeout(self, total: float) -> aiohttp.ClientTimeout:
         client_timeout = self._client_timeouts.get(total)
@@ -232,9 +261,65 @@ class Transport:
         elif isinstance(exc, aiohttp.ClientConnectorError):
             err = errors.APIConnectionError(f"cannot connect to {self.base_url}: {exc.os_error}", maybe_sent=False)
         else:
-            err = errors.APIConnectionError(f"{method} {path}: connection failed: {type(exc).__name__}: {exc}")
+            # A parser error quotes the bytes it choked on: a server's, which may echo the key.
+            text = redact(str(exc), self._secret.text)
+            err = errors.APIConnectionError(f"{method} {path}: connection failed: {type(exc).__name__}: {text}")
         # aiohttp's response errors keep the request's headers (our Authorization among them) in request_info:
         # such a cause is named in the message, never attached, so no traceback or repr can show the key.
-        if not isinstance(exc, aiohttp.ClientResponseError):
+        if not isinstance(exc, aiohttp.ClientResponseError) and not self._secret.found_in(str(exc)):
             err.__cause__ = exc
         return err
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes | None:
+    """The decoded body, or None past MAX_ANSWER_BYTES: an endless body or a gzip bomb stops there, and its
+    connection is closed (never handed back to the pool with the rest of the body unread)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(_CHUNK):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            resp.close()
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _Secret:
+    """The API key, and how to take it out of what a server sends back (a proxy may echo the Authorization
+    header): in the body as it is, in a JSON string however escaped, in a header."""
+
+    __slots__ = ("_escaped", "_raw", "text")
+
+    def __init__(self, key: str) -> None:
+        # A key this short is a test's ("key"), never EvoLink's: scrubbing it would rewrite ordinary words of answers.
+        self.text = key if len(key) >= _MIN_SCRUBBED else ""
+        self._raw = self.text.encode()
+        # The key as a JSON string holds it (with a '"' or a '\\' escaped), as json.dumps writes it again below.
+        self._escaped = json.dumps(self.text, ensure_ascii=False)[1:-1]
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    def found_in(self, text: str) -> bool:
+        return bool(self.text) and self.text in text
+
+    def scrub(self, raw: bytes) -> bytes:
+        if not self._raw:
+            return raw
+        if self._raw in raw:
+            raw = raw.replace(self._raw, REDACTED.encode())
+        if b"\\" not in raw:  # no escape: the key cannot hide behind one (the common case, checked in C)
+            return raw
+        try:
+            # "\\u0073k-..." decodes to the key: decoded and written again, the key shows if it is there.
+            text = json.dumps(json.loads(raw), ensure_ascii=False)
+        except (ValueError, RecursionError):
+            return raw
+        return text.replace(self._escaped, REDACTED).encode() if self._escaped in text else raw
+
+    def scrub_headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
+        if not any(self.found_in(value) for value in headers.values()):
+            return headers
+        # Names lower-cased: this mapping is read with lower-case names only, as aiohttp's is.
+        return {name.lower(): redact(value, self.text) for name, value in headers.items()}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._callbacks import CallbackStats
 from ._engine import Engine
+from ._text import id_problem
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -74,7 +75,8 @@ class CallbackReceiver:
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser allows
             return self._reject("body is not JSON")
         task_id = data.get("id") if isinstance(data, dict) else None
-        if not isinstance(task_id, str) or not task_id or len(task_id) > 200:
+        # A task id goes into a URL path and log lines: checked before anything else.
+        if not isinstance(task_id, str) or id_problem(task_id) is not None:
             return self._reject("body has no task id")
         verdict = self._engine.on_callback(task_id)
         return _ANSWERS[verdict], {"status": verdict}

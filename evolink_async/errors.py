@@ -37,6 +37,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._text import printable
+
 __all__ = (
     "APIConnectionError",
     "APIError",
@@ -106,7 +108,8 @@ class EvolinkError(Exception):
         request_id = getattr(self, "request_id", None)
         if request_id:
             extras.append(f"request_id={request_id}")
-        return f"{text} ({', '.join(extras)})" if extras else text
+        # Escaped here, once for every error: messages carry server text and end up in terminals and log lines.
+        return printable(f"{text} ({', '.join(extras)})" if extras else text)
 
 
 class ValidationError(EvolinkError, ValueError):

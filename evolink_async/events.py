@@ -27,6 +27,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from ._text import printable
 from .models import Task
 
 __all__ = (
@@ -202,7 +203,7 @@ class Observers:
     def emit(self, event: Any) -> None:
         """Hand ``event`` to every hook, and to the logger (DEBUG, one line)."""
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s", _line(event))
+            log.debug("%s", printable(_line(event)))  # a status or model is server text: one line, no escapes
         for hook in list(self._hooks):
             try:
                 hook(event)
