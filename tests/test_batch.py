@@ -341,10 +341,6 @@ def charged(fake: FakeEvolink) -> float:
     return sum(task.cost for task in fake.tasks.values())
 
 
-ISSUE_19_BUDGET = pytest.mark.xfail(strict=True, reason="issue 19 item 3: budgets with a wrong cost_per_task")
-
-
-@ISSUE_19_BUDGET
 @pytest.mark.parametrize("cost", [-1, -0.01, float("nan"), float("inf"), "1.6"])
 async def test_budget_refuses_a_negative_non_finite_or_non_numeric_cost_per_task_before_any_create(
     fake: FakeEvolink, client: evo.AsyncClient, cost: Any
@@ -354,7 +350,6 @@ async def test_budget_refuses_a_negative_non_finite_or_non_numeric_cost_per_task
     assert fake.stats.create_requests == 0
 
 
-@ISSUE_19_BUDGET
 @pytest.mark.parametrize("cost", [0, 0.01, 1.0])
 async def test_budget_is_exceeded_by_at_most_one_real_price_whatever_cost_per_task_says(
     fake: FakeEvolink, client: evo.AsyncClient, cost: float
@@ -369,7 +364,6 @@ async def test_budget_is_exceeded_by_at_most_one_real_price_whatever_cost_per_ta
     assert run.stats.not_submitted == 40 - fake.stats.creates
 
 
-@ISSUE_19_BUDGET
 async def test_a_rerun_of_a_budget_stopped_batch_uses_the_price_its_journal_learned_and_sends_no_probe(
     fake: FakeEvolink, client: evo.AsyncClient, tmp_path: Path
 ) -> None:
