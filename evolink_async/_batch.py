@@ -275,6 +275,10 @@ class BatchRun:
         self._fields = dict(fields)
         self.stats = BatchStats()
         self._task_group: anyio.abc.TaskGroup | None = None
+        # A pulling consumer (the sync iterator): new inputs are pulled and created only while it waits for an
+        # outcome, so a loop left with `break` sends nothing more even while the iterator lives on.
+        self._held = False
+        self._released = anyio.Event()
         self._send: MemoryObjectSendStream[Outcome] | None = None
         self._receive: MemoryObjectReceiveStream[Outcome] | None = None
 
@@ -360,6 +364,25 @@ class BatchRun:
             return await receive.receive()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
+
+    def _hold_between_pulls(self) -> None:
+        """Create only while a consumer waits in :meth:`_pull` (the sync face's iterator)."""
+        self._held = True
+
+    async def _pull(self) -> Outcome:
+        """The next outcome for a pulling consumer: the batch goes on only while it waits here."""
+        self._held = False
+        self._released.set()
+        try:
+            return await self.__anext__()
+        finally:
+            self._held = True
+            self._released = anyio.Event()
+
+    async def _gate(self) -> None:
+        """Wait while the consumer holds the batch (between two pulls of the sync iterator)."""
+        while self._held:
+            await self._released.wait()
 
     # -- the work ------------------------------------------------------------------------------------
 
@@ -466,6 +489,7 @@ class BatchRun:
                 # over, so that a slow consumer slows submission instead of piling up outcomes.
                 slot = Slot(self._cap)
                 await slot.acquire()
+                await self._gate()
                 pulled = await next_input()
                 if pulled is None:
                     slot.release()
@@ -570,6 +594,11 @@ class BatchRun:
             # Inputs come in order, so the one checked is already being planned: no deadlock here.
             await self._checked.wait()
         plan.index, plan.input, plan.request, plan.slot, plan.run = index, item, request, slot, self
+        try:
+            await self._gate()  # pulled while the consumer waited, planned after it left: not sent meanwhile
+        except BaseException:
+            self._not_created(plan)
+            raise
         launched = await self._run(index, plan.sent or request, plan, plan)
         if not plan.finished:
             self._following[index] = launched

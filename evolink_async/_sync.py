@@ -202,16 +202,19 @@ class Client:
     ) -> Iterator[Outcome]:
         """See :meth:`AsyncClient.generate_many`: a plain iterator of outcomes, as each task completes.
 
-        Leaving the loop early (``break``) stops the batch, as leaving its ``async with`` does.
+        New inputs are sent only while the loop waits for its next outcome: leaving it (``break``) sends
+        nothing more, even while the iterator lives on; closing it (``close()``, or its collection) stops the
+        batch, as leaving its ``async with`` does.
         """
         portal = self._start()
         run: BatchRun = self._call(self._async.generate_many, requests, **options)  # made on the client's loop
+        run._hold_between_pulls()
         batch = portal.wrap_async_context_manager(run)
         batch.__enter__()
         try:
             while True:
                 try:
-                    outcome: Outcome = self._call(run.__anext__)
+                    outcome: Outcome = self._call(run._pull)
                 except StopAsyncIteration:
                     return
                 yield outcome

@@ -69,7 +69,6 @@ def test_generate_many_is_a_plain_iterator_and_breaking_out_stops_the_batch(sim:
         assert [o.index for o in all_of_them] == [0, 1, 2]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19 item 4: break out of a sync iterator held in a variable")
 def test_break_out_of_a_generate_many_iterator_held_in_a_variable_sends_no_create_after_it(sim: FakeEvolink) -> None:
     # Issue 19: `it = client.generate_many(...)`; `for o in it: break` -> creates went from 23 to 33 in 8 s.
     pulled = 0
