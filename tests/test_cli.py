@@ -363,3 +363,28 @@ async def test_a_batch_file_mixes_kinds_and_a_wrong_type_is_named_by_line(
     assert f"{batch}:2" in err
     assert "sise" in err
     assert fake.stats.create_requests == 3
+
+
+@pytest.mark.xfail(strict=True, reason="issue 19 item 2: an interrupted batch names the tasks it leaves in flight")
+async def test_batch_interrupted_lists_the_ids_of_the_tasks_in_flight_in_its_last_lines(
+    fake: FakeEvolink, tmp_path: Path
+) -> None:
+    import signal
+
+    from conftest import until
+
+    batch = tmp_path / "never.txt"
+    batch.write_text("".join(f"[never] interrupted {i}\n" for i in range(6)))
+    env = {**os.environ, "EVOLINK_API_KEY": fake.api_key}
+    command = [sys.executable, "-m", "evolink_async._cli", "--base-url", fake.base_url, "batch", str(batch)]
+    async with await anyio.open_process(command, env=env) as process:
+        await until(lambda: fake.stats.creates == 6, limit=30)
+        process.send_signal(signal.SIGINT)
+        assert process.stderr is not None
+        err = b"".join([chunk async for chunk in process.stderr]).decode()
+        assert await process.wait() == _cli.EXIT_INTERRUPTED
+    last = err.strip().splitlines()[-8:]
+    assert "interrupted" in "\n".join(last), err
+    for task_id in fake.tasks:
+        assert any(task_id in line for line in last), f"{task_id} not in the last lines:\n{err}"
+    assert fake.api_key not in err

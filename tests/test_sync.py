@@ -176,6 +176,23 @@ def test_ctrl_c_during_a_sync_wait_cancels_it_names_the_task_and_leaves_the_clie
         assert client.get_task(task).id == task.id  # and the client goes on working
 
 
+@pytest.mark.xfail(strict=True, reason="issue 19 item 2: Ctrl-C during a sync generate loses the task id")
+def test_ctrl_c_during_a_sync_generate_after_its_create_names_the_task(sim: FakeEvolink) -> None:
+    def interrupt_once_created(event: Any) -> None:
+        if isinstance(event, evo.events.TaskSubmitted):
+            signal.raise_signal(signal.SIGINT)  # handled by the main thread, which waits in generate()
+
+    with _client(sim) as client:
+        unsubscribe = evo.events.subscribe(interrupt_once_created)
+        try:
+            with pytest.raises(KeyboardInterrupt) as info:
+                client.generate("[never] [eta:0] generated, then interrupted")
+        finally:
+            unsubscribe()
+        (task_id,) = sim.tasks
+        assert f"evolink task_id={task_id}" in getattr(info.value, "__notes__", [])
+
+
 def test_videos_songs_and_local_files_without_await(sim: FakeEvolink, tmp_path: Path) -> None:
     from evolink_async.testing._png import solid_png
 
