@@ -26,7 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import errors
 from ._converter import request_to_wire, structure_task, task_to_wire
 from ._download import Downloader
-from ._engine import Engine, Launched, failure_of
+from ._engine import Engine, Launched, failure_of, warn_unfinished
 from ._journal import Journal, JournalEntry, fingerprint
 from ._poller import OnFinal
 from ._requests import (
@@ -343,6 +343,12 @@ class BatchRun:
                         # A shared journal's claims expire on their own: the run's own result is what to raise.
                         log.warning("%s (this worker's claims expire on their own)", exc)
 
+    @property
+    def task_ids_in_flight(self) -> tuple[str, ...]:
+        """Ids of the tasks this run created (or resumed) and has not seen final yet: what an interrupted run
+        leaves going on at EvoLink (and paid for)."""
+        return tuple(launched.task_id for launched in self._following.values() if launched.task_id is not None)
+
     def __aiter__(self) -> AsyncIterator[Outcome]:
         if self._receive is None:
             raise errors.ClientStateError("use `async with client.generate_many(...) as run: async for o in run`")
@@ -414,6 +420,8 @@ class BatchRun:
         finally:
             for launched in list(self._following.values()):
                 launched.stop()  # left early: stop following (the tasks go on at the server)
+                if launched.task_id is not None:
+                    warn_unfinished(launched.task_id, "the batch was left before it was final")
             self._following.clear()
             # Leaving early closes the caller's async generator now, not whenever it is collected.
             aclose = getattr(async_items, "aclose", None)

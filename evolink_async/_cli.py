@@ -343,24 +343,28 @@ async def run_batch(
             progress.update(bar, completed=s.done, ok=s.completed, failed=s.failed, flight=s.in_flight, skipped=skipped)
 
         async with run:
-            async with anyio.create_task_group() as ticker:
+            try:
+                async with anyio.create_task_group() as ticker:
 
-                async def tick() -> None:
-                    while True:
+                    async def tick() -> None:
+                        while True:
+                            refresh()
+                            await anyio.sleep(0.25)
+
+                    ticker.start_soon(tick)
+                    async for outcome in run:
+                        resumed += outcome.resumed
+                        if not outcome.ok:
+                            failures.append(outcome)
+                        if show_outcomes:
+                            _print_outcome(console, outcome)
+                        if sheet is not None:
+                            sheet.add(outcome)
                         refresh()
-                        await anyio.sleep(0.25)
-
-                ticker.start_soon(tick)
-                async for outcome in run:
-                    resumed += outcome.resumed
-                    if not outcome.ok:
-                        failures.append(outcome)
-                    if show_outcomes:
-                        _print_outcome(console, outcome)
-                    if sheet is not None:
-                        sheet.add(outcome)
-                    refresh()
-                ticker.cancel_scope.cancel()
+                    ticker.cancel_scope.cancel()
+            except BaseException:
+                _IN_FLIGHT[:] = run.task_ids_in_flight  # interrupted: the last lines name what goes on, paid
+                raise
             refresh()
     elapsed = time.monotonic() - started
     _summary(console, run, failures, resumed, elapsed, out_dir)
@@ -750,11 +754,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 _RUNNING: dict[str, str] = {}
 
 
+#: The tasks an interrupted batch left in flight (see run_batch).
+_IN_FLIGHT: list[str] = []
+
+
 def _running_hint() -> str:
     task_id = _RUNNING.pop("task_id", None)
-    if task_id is None:
+    if task_id is not None:
+        return f"; task {_shown(task_id)} was created and goes on: `evolink task wait {_shown(task_id)}`"
+    ids, _IN_FLIGHT[:] = list(_IN_FLIGHT), []
+    if not ids:
         return ""
-    return f"; task {task_id} was created and goes on: `evolink task wait {task_id}`"
+    listed = "".join(f"\n  {_shown(task_id)}" for task_id in ids)
+    tasks = "task was" if len(ids) == 1 else "tasks were"
+    return f"; {len(ids)} {tasks} in flight, created and going on (`evolink task wait ID` gets one):{listed}"
+
+
+def _shown(task_id: str) -> str:
+    """A task id as a terminal shows it: quoted when it holds anything but plain printable characters."""
+    return task_id if task_id.isascii() and task_id.isprintable() and " " not in task_id else repr(task_id)
 
 
 def _first_known_error(exc: BaseException) -> errors.EvolinkError | CLIError | None:

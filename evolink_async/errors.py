@@ -358,8 +358,9 @@ class task_context:  # lower case: used like a function, ``with task_context(tas
         if isinstance(exc, EvolinkError):
             if exc.task_id is None:
                 exc.task_id = self.task_id
-        elif isinstance(exc, (Exception, KeyboardInterrupt)):  # Ctrl-C during a sync wait names the task too
+        elif not isinstance(exc, GeneratorExit):  # Ctrl-C and cancellation name the task too
             add_note = getattr(exc, "add_note", None)  # Python >= 3.11
-            if add_note is not None:
-                add_note(f"evolink task_id={self.task_id}")
+            note = f"evolink task_id={self.task_id}"
+            if add_note is not None and note not in getattr(exc, "__notes__", ()):
+                add_note(note)
         return exc

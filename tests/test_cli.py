@@ -365,7 +365,6 @@ async def test_a_batch_file_mixes_kinds_and_a_wrong_type_is_named_by_line(
     assert fake.stats.create_requests == 3
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19 item 2: an interrupted batch names the tasks it leaves in flight")
 async def test_batch_interrupted_lists_the_ids_of_the_tasks_in_flight_in_its_last_lines(
     fake: FakeEvolink, tmp_path: Path
 ) -> None:

@@ -724,14 +724,12 @@ async def test_timeouts_wait_bounds_every_wait_that_passes_no_timeout(
 
 # -- a wait that ends before its task is final names the task (issue 19, item 2) ------------------------
 
-ISSUE_19_IDS = pytest.mark.xfail(strict=True, reason="issue 19 item 2: the id of a task whose wait ended")
 
 
 def _unfinished_warnings(caplog: pytest.LogCaptureFixture, task_id: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and task_id in r.getMessage()]
 
 
-@ISSUE_19_IDS
 async def test_generate_cancelled_after_its_create_names_the_task_in_the_error_and_one_warning(
     fake: FakeEvolink, client: evo.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -748,7 +746,6 @@ async def test_generate_cancelled_after_its_create_names_the_task_in_the_error_a
     assert len(_unfinished_warnings(caplog, task_id)) == 1
 
 
-@ISSUE_19_IDS
 async def test_generate_past_its_deadline_names_the_task_in_one_warning(
     fake: FakeEvolink, client: evo.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -176,7 +176,6 @@ def test_ctrl_c_during_a_sync_wait_cancels_it_names_the_task_and_leaves_the_clie
         assert client.get_task(task).id == task.id  # and the client goes on working
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19 item 2: Ctrl-C during a sync generate loses the task id")
 def test_ctrl_c_during_a_sync_generate_after_its_create_names_the_task(sim: FakeEvolink) -> None:
     def interrupt_once_created(event: Any) -> None:
         if isinstance(event, evo.events.TaskSubmitted):
