@@ -262,6 +262,7 @@ class BatchRun:
         # The one create in flight whose price is not confirmed (of any class): a budget is exceeded by one
         # task's real price at most, whatever cost_per_task says.
         self._probe: _Price | None = None
+        self._recorded: dict[str, float] = {}  # the prices written to the journal, by class
         self._fatal: errors.JournalError | None = None
         self._input_error: Exception | None = None
         self._download_to = Path(download_to) if download_to is not None else None
@@ -817,16 +818,15 @@ class BatchRun:
         plan.created = True
         plan.task_id = task.id
         reserved = _reserved(task)
-        learned = self._learn_price(plan, reserved)
+        self._learn_price(plan, reserved)
         actual = reserved if reserved is not None else plan.estimate
         self._settle(plan.estimate, actual)
         plan.estimate = actual
         self.stats.submitted += 1
         if self._journal is not None:
             await self._journal.submitted(index, task.id, reserved)
-            if learned:
-                # Remembered, so that a rerun (or another worker) does not pay for a probe of its own.
-                await self._record_price(plan)
+            if reserved is not None and plan.request is not None:
+                await self._record_price(_price_class(plan.request), reserved)
 
     async def _finish_completed(
         self, index: int, item: Any, request: Request, task: Task, credits: float, *, resumed: bool
@@ -914,14 +914,12 @@ class BatchRun:
             return -1.0, False  # spent by the workers of the batch
         return 0.0, True
 
-    def _learn_price(self, plan: _Plan, reserved: float | None) -> bool:
-        """What the create's answer tells of its class's price; True when it raised the price."""
+    def _learn_price(self, plan: _Plan, reserved: float | None) -> None:
+        """What the create's answer tells of its class's price."""
         price = plan.price
         if price is None:
-            return False
-        learned = False
+            return
         if reserved is not None:
-            learned = price.value is None or reserved > price.value or not price.confirmed
             price.value = reserved if price.value is None else max(price.value, reserved)
             price.confirmed = True
         elif plan.probe:
@@ -929,7 +927,6 @@ class BatchRun:
             price.missing = price.value is None
         if plan.probe:
             self._end_probe(plan)
-        return learned
 
     def _end_probe(self, plan: _Plan) -> None:
         """The probing input is done (priced, failed or cancelled): wake those waiting for its class's price."""
@@ -949,12 +946,14 @@ class BatchRun:
         if self._shared and actual != expected:
             self._engine.spawn(self._adjust_shared, actual - expected)
 
-    async def _record_price(self, plan: _Plan) -> None:
-        assert plan.price is not None
-        assert plan.price.value is not None
-        assert plan.request is not None
+    async def _record_price(self, price_class: str, price: float) -> None:
+        """A price the API told, kept in the journal (once per class and value): a rerun, another worker of a
+        shared batch, or a dry run of the CLI knows it without a create of its own."""
+        if self._recorded.get(price_class, -1.0) >= price:
+            return
+        self._recorded[price_class] = price
         try:
-            await self._journal.learn_price(_price_class(plan.request), plan.price.value)
+            await self._journal.learn_price(price_class, price)
         except errors.CoordinatorError as exc:
             log.warning("%s: the other workers learn this price by themselves", exc)
 

@@ -40,7 +40,7 @@ from .models import (
     sniff_image_type,
 )
 
-__all__ = ("Files", "LocalFile")
+__all__ = ("Files", "LocalFile", "check_local_sources")
 
 _HEAD = 16
 _CHUNK = 256 * 1024
@@ -179,6 +179,18 @@ def read_local(
         if isinstance(exc, errors.EvolinkError):
             raise
         raise errors.ValidationError("file", f"cannot be read: {exc}") from None
+
+
+def check_local_sources(request: Request) -> None:
+    """Every local ``image_urls`` item of ``request`` readable, of an accepted type and size (blocking): the
+    check a batch file gets before its first create. Raises ValidationError naming the item."""
+    max_bytes = getattr(request, "_max_image_bytes", None)
+    for index, item in enumerate(getattr(request, "image_urls", ())):
+        if is_local_source(item) and isinstance(item, os.PathLike):
+            try:
+                read_local(item, types=_REFERENCE_TYPES, max_bytes=max_bytes)
+            except errors.ValidationError as exc:
+                raise errors.ValidationError(f"image_urls[{index}]", exc.message) from None
 
 
 def _expires(uploaded: UploadedFile) -> float | None:

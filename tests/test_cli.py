@@ -399,10 +399,7 @@ async def test_batch_interrupted_lists_the_ids_of_the_tasks_in_flight_in_its_las
 
 # -- the batch file checked whole before the first create (issue 19, item 6) ------------------------------
 
-ISSUE_19_CHECK = pytest.mark.xfail(strict=True, reason="issue 19 item 6: the batch file's check is partial")
 
-
-@ISSUE_19_CHECK
 @pytest.mark.parametrize(
     ("line", "named"),
     [
@@ -424,7 +421,6 @@ async def test_batch_refuses_a_bad_value_on_any_line_before_the_first_create(
     assert fake.stats.requests == 0
 
 
-@ISSUE_19_CHECK
 @pytest.mark.parametrize("line", ['"a quoted title"', "42", '["x"]', "null"])
 async def test_batch_refuses_a_json_line_that_is_not_an_object_with_its_line_number(
     fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path, line: str
@@ -438,7 +434,6 @@ async def test_batch_refuses_a_json_line_that_is_not_an_object_with_its_line_num
     assert fake.stats.requests == 0
 
 
-@ISSUE_19_CHECK
 async def test_batch_plain_sends_every_line_as_its_prompt_and_a_line_that_is_not_json_is_a_prompt(
     fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -454,7 +449,6 @@ async def test_batch_plain_sends_every_line_as_its_prompt_and_a_line_that_is_not
     assert "[Verse 1] la la [duration:0.1]" in {task.prompt for task in fake.tasks.values()}
 
 
-@ISSUE_19_CHECK
 async def test_batch_dry_run_checks_counts_and_prices_without_sending_anything(
     fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

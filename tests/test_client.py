@@ -725,7 +725,6 @@ async def test_timeouts_wait_bounds_every_wait_that_passes_no_timeout(
 # -- a wait that ends before its task is final names the task (issue 19, item 2) ------------------------
 
 
-
 def _unfinished_warnings(caplog: pytest.LogCaptureFixture, task_id: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and task_id in r.getMessage()]
 
