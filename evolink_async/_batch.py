@@ -26,7 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import errors
 from ._converter import request_to_wire, structure_task, task_to_wire
 from ._download import Downloader
-from ._engine import Engine, Launched, failure_of
+from ._engine import Engine, Launched, failure_of, warn_unfinished
 from ._journal import Journal, JournalEntry, fingerprint
 from ._poller import OnFinal
 from ._requests import (
@@ -109,12 +109,15 @@ class BatchStats:
 
 
 class _Price:
-    """What a task of one price class (an endpoint and a model: an image, a video of a model...) costs."""
+    """What a task of one price class (an endpoint, a model, its quality and duration) costs."""
 
-    __slots__ = ("known", "missing", "probing", "value")
+    __slots__ = ("confirmed", "known", "looked_up", "missing", "probing", "value")
 
     def __init__(self, value: float | None) -> None:
-        self.value = value
+        self.value = value  # cost_per_task, then the highest price the API told
+        # A create of this class answered (or the journal knew its price): until then the value is a guess.
+        self.confirmed = False
+        self.looked_up = False  # the journal was asked for a price an earlier run learned
         self.missing = False  # the API told no price
         self.probing = False  # an input of this class is finding out the price
         self.known = anyio.Event()
@@ -233,7 +236,7 @@ class BatchRun:
         fields: Mapping[str, Any],
     ) -> None:
         _check_max_in_flight(max_in_flight, engine.limits.max_in_flight)
-        _check_options(inputs, budget, timeout, fields)
+        _check_options(inputs, budget, cost_per_task, timeout, fields)
         self._engine = engine
         self._downloader = downloader
         self._inputs = inputs
@@ -255,7 +258,11 @@ class BatchRun:
         self.budget = budget
         self._cost_per_task = cost_per_task
         # By price class: a batch may mix images and videos of several models, each at its own price.
-        self._prices: dict[tuple[str, str], _Price] = {}
+        self._prices: dict[str, _Price] = {}
+        # The one create in flight whose price is not confirmed (of any class): a budget is exceeded by one
+        # task's real price at most, whatever cost_per_task says.
+        self._probe: _Price | None = None
+        self._recorded: dict[str, float] = {}  # the prices written to the journal, by class
         self._fatal: errors.JournalError | None = None
         self._input_error: Exception | None = None
         self._download_to = Path(download_to) if download_to is not None else None
@@ -269,6 +276,10 @@ class BatchRun:
         self._fields = dict(fields)
         self.stats = BatchStats()
         self._task_group: anyio.abc.TaskGroup | None = None
+        # A pulling consumer (the sync iterator): new inputs are pulled and created only while it waits for an
+        # outcome, so a loop left with `break` sends nothing more even while the iterator lives on.
+        self._held = False
+        self._released = anyio.Event()
         self._send: MemoryObjectSendStream[Outcome] | None = None
         self._receive: MemoryObjectReceiveStream[Outcome] | None = None
 
@@ -333,6 +344,12 @@ class BatchRun:
                         # A shared journal's claims expire on their own: the run's own result is what to raise.
                         log.warning("%s (this worker's claims expire on their own)", exc)
 
+    @property
+    def task_ids_in_flight(self) -> tuple[str, ...]:
+        """Ids of the tasks this run created (or resumed) and has not seen final yet: what an interrupted run
+        leaves going on at EvoLink (and paid for)."""
+        return tuple(launched.task_id for launched in self._following.values() if launched.task_id is not None)
+
     def __aiter__(self) -> AsyncIterator[Outcome]:
         if self._receive is None:
             raise errors.ClientStateError("use `async with client.generate_many(...) as run: async for o in run`")
@@ -354,6 +371,25 @@ class BatchRun:
             return await receive.receive()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
+
+    def _hold_between_pulls(self) -> None:
+        """Create only while a consumer waits in :meth:`_pull` (the sync face's iterator)."""
+        self._held = True
+
+    async def _pull(self) -> Outcome:
+        """The next outcome for a pulling consumer: the batch goes on only while it waits here."""
+        self._held = False
+        self._released.set()
+        try:
+            return await self.__anext__()
+        finally:
+            self._held = True
+            self._released = anyio.Event()
+
+    async def _gate(self) -> None:
+        """Wait while the consumer holds the batch (between two pulls of the sync iterator)."""
+        while self._held:
+            await self._released.wait()
 
     # -- the work ------------------------------------------------------------------------------------
 
@@ -385,6 +421,8 @@ class BatchRun:
         finally:
             for launched in list(self._following.values()):
                 launched.stop()  # left early: stop following (the tasks go on at the server)
+                if launched.task_id is not None:
+                    warn_unfinished(launched.task_id, "the batch was left before it was final")
             self._following.clear()
             # Leaving early closes the caller's async generator now, not whenever it is collected.
             aclose = getattr(async_items, "aclose", None)
@@ -460,6 +498,7 @@ class BatchRun:
                 # over, so that a slow consumer slows submission instead of piling up outcomes.
                 slot = Slot(self._cap)
                 await slot.acquire()
+                await self._gate()
                 pulled = await next_input()
                 if pulled is None:
                     slot.release()
@@ -564,6 +603,11 @@ class BatchRun:
             # Inputs come in order, so the one checked is already being planned: no deadlock here.
             await self._checked.wait()
         plan.index, plan.input, plan.request, plan.slot, plan.run = index, item, request, slot, self
+        try:
+            await self._gate()  # pulled while the consumer waited, planned after it left: not sent meanwhile
+        except BaseException:
+            self._not_created(plan)
+            raise
         launched = await self._run(index, plan.sent or request, plan, plan)
         if not plan.finished:
             self._following[index] = launched
@@ -781,6 +825,8 @@ class BatchRun:
         self.stats.submitted += 1
         if self._journal is not None:
             await self._journal.submitted(index, task.id, reserved)
+            if reserved is not None and plan.request is not None:
+                await self._record_price(_price_class(plan.request), reserved)
 
     async def _finish_completed(
         self, index: int, item: Any, request: Request, task: Task, credits: float, *, resumed: bool
@@ -814,7 +860,7 @@ class BatchRun:
     # -- the budget ----------------------------------------------------------------------------------
 
     def _price_of(self, request: Request) -> _Price:
-        key = (request.endpoint, request.model)
+        key = _price_class(request)
         price = self._prices.get(key)
         if price is None:
             price = self._prices[key] = _Price(self._cost_per_task)
@@ -828,22 +874,23 @@ class BatchRun:
         if self.budget is None:
             return 0.0, False
         price = self._price_of(request)
-        if self._shared and price.value is None and not price.missing and not price.probing:
-            # Learned by another worker (or an earlier run) of this shared batch: no probe of our own.
-            price.value = price.value or await self._journal.known_price(_price_class(request))
-        while price.value is None and not price.missing:
-            if not price.probing:
-                # This input's create will tell what a task of its class costs: it may go if anything of the
-                # budget is left.
-                if self.stats.committed_credits >= self.budget:
-                    return -1.0, False
-                price.probing = True  # before any await: one probe per class, not one per waiting input
-                if self._shared and await self._journal.spent() >= self.budget:
-                    _probe_ended(price)  # the others waiting for this class's price look again
-                    return -1.0, False  # spent by the workers of the batch
-                return 0.0, True
-            # Another input of this class is finding out the price: wait for it rather than guess.
-            await price.known.wait()
+        while not price.confirmed:
+            if self._probe is not None:
+                # One create at a time whose price is a guess (cost_per_task) or unknown: wait for its answer.
+                await self._probe.known.wait()
+            elif self._journal is not None and not price.looked_up:
+                # Learned by an earlier run (or another worker of a shared batch): no probe of our own.
+                price.looked_up = True
+                self._probe, price.probing = price, True  # the others wait for this answer, not probe meanwhile
+                try:
+                    learned = await self._journal.known_price(_price_class(request))
+                finally:
+                    self._probe_ended(price)
+                if learned is not None:
+                    price.value = learned if price.value is None else max(price.value, learned)
+                    price.confirmed = True
+            else:
+                return await self._start_probe(price)
         if price.value is None:
             return -1.0, False  # the API gave no price: fail closed rather than spend blind
         if self.stats.committed_credits + price.value > self.budget + 1e-9:
@@ -853,33 +900,60 @@ class BatchRun:
         self.stats.committed_credits += price.value
         return price.value, False
 
+    async def _start_probe(self, price: _Price) -> tuple[float, bool]:
+        """This input's create will tell what a task of its class costs: it goes if its guess fits the budget
+        (anything left of it when there is no guess); nothing else unpriced goes until it is answered."""
+        assert self.budget is not None
+        guess = price.value or 0.0
+        if self.stats.committed_credits + guess > self.budget + 1e-9 or self.stats.committed_credits >= self.budget:
+            return -1.0, False
+        price.probing = True  # before any await: one probe at a time, not one per waiting input
+        self._probe = price
+        if self._shared and await self._journal.spent() >= self.budget:
+            self._probe_ended(price)  # the others waiting for a price look again
+            return -1.0, False  # spent by the workers of the batch
+        return 0.0, True
+
     def _learn_price(self, plan: _Plan, reserved: float | None) -> None:
+        """What the create's answer tells of its class's price."""
         price = plan.price
         if price is None:
             return
         if reserved is not None:
-            learned = price.value is None or reserved > price.value
             price.value = reserved if price.value is None else max(price.value, reserved)
-            if learned and self._shared and plan.request is not None:
-                self._engine.spawn(self._share_price, _price_class(plan.request), price.value)
-        elif plan.probe and price.value is None:
-            price.missing = True
+            price.confirmed = True
+        elif plan.probe:
+            price.confirmed = True  # the API tells no price: cost_per_task, if given, is all there is
+            price.missing = price.value is None
         if plan.probe:
             self._end_probe(plan)
 
     def _end_probe(self, plan: _Plan) -> None:
         """The probing input is done (priced, failed or cancelled): wake those waiting for its class's price."""
         if plan.price is not None:
-            _probe_ended(plan.price)
+            self._probe_ended(plan.price)
+
+    def _probe_ended(self, price: _Price) -> None:
+        """No input is finding out a price any more: wake those that waited for it."""
+        if self._probe is price:
+            self._probe = None
+        price.probing = False
+        event, price.known = price.known, anyio.Event()
+        event.set()
 
     def _settle(self, expected: float, actual: float) -> None:
         self.stats.committed_credits += actual - expected
         if self._shared and actual != expected:
             self._engine.spawn(self._adjust_shared, actual - expected)
 
-    async def _share_price(self, price_class: str, value: float) -> None:
+    async def _record_price(self, price_class: str, price: float) -> None:
+        """A price the API told, kept in the journal (once per class and value): a rerun, another worker of a
+        shared batch, or a dry run of the CLI knows it without a create of its own."""
+        if self._recorded.get(price_class, -1.0) >= price:
+            return
+        self._recorded[price_class] = price
         try:
-            await self._journal.learn_price(price_class, value)
+            await self._journal.learn_price(price_class, price)
         except errors.CoordinatorError as exc:
             log.warning("%s: the other workers learn this price by themselves", exc)
 
@@ -891,15 +965,14 @@ class BatchRun:
             log.warning("%s: the batch's shared committed credits are off by %g", exc, delta)
 
 
-def _probe_ended(price: _Price) -> None:
-    """No input of this class is finding out its price any more: wake those that waited for it."""
-    price.probing = False
-    event, price.known = price.known, anyio.Event()
-    event.set()
-
-
 def _price_class(request: Request) -> str:
-    return f"{request.endpoint} {request.model}"
+    """What sets a task's price: its endpoint, its model, and the quality and duration it asks for."""
+    parts = [request.endpoint, request.model]
+    for name in ("quality", "duration"):
+        value = getattr(request, name, None)
+        if value is not None:
+            parts.append(f"{name}={value}")
+    return " ".join(parts)
 
 
 def _wait_ended(final: _Final) -> Outcome:
@@ -938,10 +1011,18 @@ def _check_max_in_flight(max_in_flight: int | None, client_cap: int) -> None:
         )
 
 
-def _check_options(inputs: object, budget: float | None, timeout: float | None, fields: Mapping[str, Any]) -> None:
-    if budget is not None and not budget >= 0:
-        raise errors.ValidationError("budget", f"must be >= 0 credits, got {budget!r}")
+def _check_options(
+    inputs: object, budget: float | None, cost_per_task: float | None, timeout: float | None, fields: Mapping[str, Any]
+) -> None:
+    if budget is not None and not (_is_number(budget) and budget >= 0):
+        raise errors.ValidationError("budget", f"must be a number of credits >= 0, got {budget!r}")
+    if cost_per_task is not None and not (_is_number(cost_per_task) and 0 <= cost_per_task < math.inf):
+        raise errors.ValidationError("cost_per_task", f"must be a finite number of credits >= 0, got {cost_per_task!r}")
     check_timeout(timeout)
     check_field_names(fields, options=BATCH_OPTIONS)
     if isinstance(inputs, (str, bytes)):
         raise errors.ValidationError("requests", "must be an iterable of prompts, not a single string")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -7,11 +7,14 @@ printed. Errors print one line, not a traceback. Needs the ``cli`` extra (rich) 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
 import os
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import errors
-from ._batch import BatchRun, Outcome
+from ._batch import BatchRun, Outcome, _price_class, _to_request
 from ._client import AsyncClient
 from ._config import ENV_API_KEY, Limits
 from ._converter import task_to_wire
+from ._files import check_local_sources
+from ._journal import Journal
 from ._requests import check_field_names, request_fields
 from ._sheet import ContactSheet
 from ._text import printable
@@ -56,8 +61,11 @@ def _console(stderr: bool = False) -> Console:
 # -- inputs ------------------------------------------------------------------------------------------
 
 
-def read_batch_file(path: Path, lines: list[int] | None = None) -> Iterator[str | dict[str, Any]]:
-    """Lines of a batch file, lazily: a JSON object per line (request fields), or a plain prompt.
+def read_batch_file(
+    path: Path, lines: list[int] | None = None, *, plain: bool = False
+) -> Iterator[tuple[int, str | dict[str, Any]]]:
+    """(line number, input) for each line of a batch file, lazily: a JSON object per line (request fields), or
+    a plain prompt (a line that is not JSON; every line with ``plain``).
 
     ``lines`` gets the file's line number of each input, in input order (blank lines are no input).
     """
@@ -68,18 +76,21 @@ def read_batch_file(path: Path, lines: list[int] | None = None) -> Iterator[str 
                 continue
             if lines is not None:
                 lines.append(number)
-            yield _parse_line(path, number, text)
+            yield number, text if plain else _parse_line(path, number, text)
 
 
 def _parse_line(path: Path, number: int, text: str) -> str | dict[str, Any]:
-    if not text.startswith("{"):
-        return text
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise CLIError(f"{path}:{number}: not valid JSON: {exc}") from None
+        if text.startswith("{"):
+            raise CLIError(f"{path}:{number}: not valid JSON: {exc}") from None
+        return text  # not JSON: a plain prompt
     if not isinstance(data, dict):
-        raise CLIError(f"{path}:{number}: a JSON line must be an object of request fields")
+        raise CLIError(
+            f"{path}:{number}: a line that is JSON must be an object of request fields, not "
+            f"{_json_kind(data)}; --plain sends every line as it is, as a prompt"
+        )
     try:
         kind = data.get("type", "image")
         cls = REQUEST_KINDS.get(kind) if isinstance(kind, str) else None
@@ -108,11 +119,27 @@ def _image_source(item: Any) -> Any:
     return item
 
 
-def _check_batch_file(path: Path) -> int:
-    """Every line parsed and checked before anything is sent; the number of inputs."""
+def _json_kind(data: object) -> str:
+    kinds = {str: "a string", list: "a list", bool: "true or false", type(None): "null"}
+    return kinds.get(type(data), "a number")
+
+
+def _check_batch_file(path: Path, fields: dict[str, Any], *, plain: bool = False) -> Counter[str]:
+    """Every line parsed, built into its request and checked (local files too) before anything is sent: the
+    number of inputs of each price class."""
+    if path.is_dir():
+        raise CLIError(f"{path} is a directory: give a batch file (one prompt or JSON object per line)")
     if not path.is_file():
         raise CLIError(f"no such batch file: {path}")
-    return sum(1 for _ in read_batch_file(path))
+    classes: Counter[str] = Counter()
+    for number, item in read_batch_file(path, plain=plain):
+        try:
+            request = _to_request(item, fields)
+            check_local_sources(request)
+        except errors.ValidationError as exc:
+            raise CLIError(f"{path}:{number}: {exc}") from None
+        classes[_price_class(request)] += 1
+    return classes
 
 
 def _request_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -269,22 +296,77 @@ async def cmd_credits(args: argparse.Namespace) -> int:
 
 async def cmd_batch(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    total = await anyio.to_thread.run_sync(_check_batch_file, path)
+    if args.cost_per_task is not None and not 0 <= args.cost_per_task < math.inf:
+        raise CLIError(f"--cost-per-task must be a finite number of credits >= 0, got {args.cost_per_task}")
+    fields = _request_fields(args)
+    classes = await anyio.to_thread.run_sync(functools.partial(_check_batch_file, path, fields, plain=args.plain))
+    if args.dry_run:
+        await _dry_run(path, classes, args.cost_per_task, args.journal)
+        return EXIT_OK
     lines: list[int] = []
     out_dir = Path(args.out) if args.out else None
+    inputs = (item for _, item in read_batch_file(path, lines, plain=args.plain))
     async with _client(args, concurrency=args.concurrency) as client:
         return await run_batch(
             client,
-            read_batch_file(path, lines),
+            inputs,
             lines=lines,
-            total=total,
+            total=classes.total(),
             out_dir=out_dir,
             journal=args.journal,
             budget=args.budget,
-            fields=_request_fields(args),
+            cost_per_task=args.cost_per_task,
+            fields=fields,
             console=_console(),
             sheet=None if out_dir is None else ContactSheet(out_dir, title=f"evolink batch {path.name}"),
         )
+
+
+async def _learned_prices(journal: str, classes: Counter[str]) -> dict[str, float]:
+    """The prices a journal's earlier runs learned, by class (none when there is no such journal yet)."""
+    learned: dict[str, float] = {}
+    if not await anyio.Path(journal).is_file():
+        return learned
+    record = Journal(journal)
+    await record.open()
+    try:
+        for price_class in classes:
+            price = await record.known_price(price_class)
+            if price is not None:
+                learned[price_class] = price
+    finally:
+        await record.close()
+    return learned
+
+
+async def _dry_run(path: Path, classes: Counter[str], cost_per_task: float | None, journal: str | None) -> None:
+    """What a batch would send and cost: the inputs checked, priced from the journal's learned prices or
+    ``--cost-per-task`` (the higher of the two, as the budget does), else said to be unknown."""
+    learned = await _learned_prices(journal, classes) if journal is not None else {}
+    out = _console()
+    total = classes.total()
+    out.print(f"{path}: {total} input{'s' if total != 1 else ''} checked, nothing sent", markup=False, soft_wrap=True)
+    cost, unknown = 0.0, 0
+    for price_class, count in sorted(classes.items()):
+        guesses = [p for p in (learned.get(price_class), cost_per_task) if p is not None]
+        if not guesses:
+            unknown += count
+            out.print(f"  {count} x {price_class}: price unknown", markup=False, soft_wrap=True)
+            continue
+        price = max(guesses)
+        cost += count * price
+        source = "learned by the journal" if price_class in learned and learned[price_class] == price else "given"
+        out.print(f"  {count} x {price_class}: {price:g} credits each ({source})", markup=False, soft_wrap=True)
+    known = f"{round(cost, 6):g} credits"
+    if unknown:
+        out.print(
+            f"estimated cost: {known} and the price of {unknown} input{'s' if unknown != 1 else ''} unknown "
+            "(--cost-per-task gives one; a run with --journal learns them)",
+            markup=False,
+            soft_wrap=True,
+        )
+    else:
+        out.print(f"estimated cost: {known}", markup=False, soft_wrap=True)
 
 
 def _progress_bar(console: Console) -> Progress:
@@ -323,6 +405,7 @@ async def run_batch(
     budget: float | None,
     fields: dict[str, Any],
     console: Console,
+    cost_per_task: float | None = None,
     show_outcomes: bool = False,
     lines: list[int] | None = None,
     sheet: ContactSheet | None = None,
@@ -334,7 +417,9 @@ async def run_batch(
     progress = _progress_bar(console)
     if sheet is not None:
         inputs = sheet.timed(inputs)  # notes when each input is taken: the time its card shows
-    run: BatchRun = client.generate_many(inputs, budget=budget, download_to=out_dir, journal=journal, **fields)
+    run: BatchRun = client.generate_many(
+        inputs, budget=budget, cost_per_task=cost_per_task, download_to=out_dir, journal=journal, **fields
+    )
     with progress:
         bar = progress.add_task("batch", total=total, ok=0, failed=0, flight=0, skipped="")
 
@@ -344,24 +429,28 @@ async def run_batch(
             progress.update(bar, completed=s.done, ok=s.completed, failed=s.failed, flight=s.in_flight, skipped=skipped)
 
         async with run:
-            async with anyio.create_task_group() as ticker:
+            try:
+                async with anyio.create_task_group() as ticker:
 
-                async def tick() -> None:
-                    while True:
+                    async def tick() -> None:
+                        while True:
+                            refresh()
+                            await anyio.sleep(0.25)
+
+                    ticker.start_soon(tick)
+                    async for outcome in run:
+                        resumed += outcome.resumed
+                        if not outcome.ok:
+                            failures.append(outcome)
+                        if show_outcomes:
+                            _print_outcome(console, outcome)
+                        if sheet is not None:
+                            sheet.add(outcome)
                         refresh()
-                        await anyio.sleep(0.25)
-
-                ticker.start_soon(tick)
-                async for outcome in run:
-                    resumed += outcome.resumed
-                    if not outcome.ok:
-                        failures.append(outcome)
-                    if show_outcomes:
-                        _print_outcome(console, outcome)
-                    if sheet is not None:
-                        sheet.add(outcome)
-                    refresh()
-                ticker.cancel_scope.cancel()
+                    ticker.cancel_scope.cancel()
+            except BaseException:
+                _IN_FLIGHT[:] = run.task_ids_in_flight  # interrupted: the last lines name what goes on, paid
+                raise
             refresh()
     elapsed = time.monotonic() - started
     _summary(console, run, failures, resumed, elapsed, out_dir)
@@ -676,6 +765,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=16, help="tasks in flight at once (default: %(default)s)")
     p.add_argument("--journal", metavar="FILE", help="SQLite journal: rerun with it to resume after a crash")
     p.add_argument("--budget", type=float, help="stop submitting before this many credits are committed")
+    p.add_argument("--cost-per-task", type=float, metavar="CREDITS", help="a guess of a task's price (see --budget)")
+    p.add_argument("--plain", action="store_true", help="every line is a prompt as it is (no JSON objects)")
+    p.add_argument("--dry-run", action="store_true", help="check every line, count and price them; send nothing")
 
     p = sub.add_parser("task", help="read or wait for a task by id")
     p.add_argument("action", choices=("get", "wait"))
@@ -760,11 +852,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 _RUNNING: dict[str, str] = {}
 
 
+#: The tasks an interrupted batch left in flight (see run_batch).
+_IN_FLIGHT: list[str] = []
+
+
 def _running_hint() -> str:
     task_id = _RUNNING.pop("task_id", None)
-    if task_id is None:
+    if task_id is not None:
+        return f"; task {_shown(task_id)} was created and goes on: `evolink task wait {_shown(task_id)}`"
+    ids, _IN_FLIGHT[:] = list(_IN_FLIGHT), []
+    if not ids:
         return ""
-    return f"; task {task_id} was created and goes on: `evolink task wait {task_id}`"
+    listed = "".join(f"\n  {_shown(task_id)}" for task_id in ids)
+    tasks = "task was" if len(ids) == 1 else "tasks were"
+    return f"; {len(ids)} {tasks} in flight, created and going on (`evolink task wait ID` gets one):{listed}"
+
+
+def _shown(task_id: str) -> str:
+    """A task id as a terminal shows it: quoted when it holds anything but plain printable characters."""
+    return task_id if task_id.isascii() and task_id.isprintable() and " " not in task_id else repr(task_id)
 
 
 def _first_known_error(exc: BaseException) -> errors.EvolinkError | CLIError | None:

@@ -358,9 +358,10 @@ class AsyncClient:
         ``requests``: prompts, ImageRequests or mappings of request fields, from any (async) iterable,
         consumed lazily. At most ``max_in_flight`` run at once: the batch's own cap, within the client's
         ``Limits.max_in_flight`` (the default; a larger value is a ValidationError, since the client's slots
-        bound every task of the client). ``budget`` stops submitting before committed credits would exceed it
-        (the price is learned from the first create, or given as ``cost_per_task``); inputs not submitted get a
-        BudgetExceededError outcome. ``download_to`` saves results as they complete. ``journal`` (a SQLite
+        bound every task of the client). ``budget`` keeps committed credits within it, plus one task's real
+        price at most: the price is learned from the first create of each class (``cost_per_task``, a guess,
+        only decides whether that create may go); inputs not submitted get a BudgetExceededError outcome.
+        ``download_to`` saves results as they complete. ``journal`` (a SQLite
         file) makes the batch resumable: rerun it with the same inputs and journal, and finished inputs are
         skipped, submitted ones awaited, the rest submitted with their saved Idempotency-Key — no duplicate
         charge after a crash. ``fields`` apply to every input (e.g. ``size="16:9"``). ``timeout`` bounds each

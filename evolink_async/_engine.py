@@ -35,7 +35,7 @@ from ._poller import Follower, OnFinal, Poller, Watch
 from ._slots import Slot
 from .models import Request, Task, TaskStatus, is_local_source
 
-__all__ = ("Engine", "Launched", "OnCreated", "OnUpdate", "failure_of")
+__all__ = ("Engine", "Launched", "OnCreated", "OnUpdate", "failure_of", "warn_unfinished")
 
 log = logging.getLogger("evolink_async")
 
@@ -306,6 +306,7 @@ class Engine:
             except BaseException as exc:
                 if self.observers.active:
                     self.observers.emit(events.WaitEnded(task_id, exc))
+                warn_unfinished(task_id, exc)
                 raise
             finally:
                 self.poller.release(w)
@@ -411,6 +412,14 @@ class Engine:
         return known.id, known, submitted_at
 
 
+def warn_unfinished(task_id: str, why: BaseException | str) -> None:
+    """One WARNING line for a task whose wait ended before it was final: it goes on at EvoLink, and is paid."""
+    reason = why if isinstance(why, str) else type(why).__name__ + (f": {why}" if str(why) else "")
+    log.warning(
+        "task %s: not final, no longer awaited here (%s); it goes on at EvoLink, wait for it by its id", task_id, reason
+    )
+
+
 class Launched(Slot):
     """A task launched by :meth:`Engine.launch`: its in-flight slot, held until the task is final (then
     ``on_final`` is called) or until :meth:`stop` (its wait cancelled: the task goes on at the server).
@@ -435,6 +444,11 @@ class Launched(Slot):
         if error is not None and self.follower is not None and self.observers.active:
             self.observers.emit(events.WaitEnded(self.follower.watch.task_id, error))
         self.on_final(task, error)
+
+    @property
+    def task_id(self) -> str | None:
+        """The id of the task followed (None until it is created)."""
+        return self.follower.watch.task_id if self.follower is not None else None
 
     def stop(self) -> None:
         if self.follower is not None:

@@ -41,7 +41,7 @@ from .models import (
     sniff_image_type,
 )
 
-__all__ = ("MAX_UPLOAD_BYTES", "Files", "LocalFile")
+__all__ = ("MAX_UPLOAD_BYTES", "Files", "LocalFile", "check_local_sources")
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 """The largest file ``client.upload()`` sends (a request's own images have their model's smaller cap): the files
@@ -247,6 +247,18 @@ def read_local(
         if isinstance(exc, errors.EvolinkError):
             raise
         raise errors.ValidationError("file", f"cannot be read: {exc}") from None
+
+
+def check_local_sources(request: Request) -> None:
+    """Every local ``image_urls`` item of ``request`` readable, of an accepted type and size (blocking): the
+    check a batch file gets before its first create. Raises ValidationError naming the item."""
+    max_bytes = getattr(request, "_max_image_bytes", None)
+    for index, item in enumerate(getattr(request, "image_urls", ())):
+        if is_local_source(item) and isinstance(item, os.PathLike):
+            try:
+                read_local(item, types=_REFERENCE_TYPES, max_bytes=max_bytes)
+            except errors.ValidationError as exc:
+                raise errors.ValidationError(f"image_urls[{index}]", exc.message) from None
 
 
 def _expires(uploaded: UploadedFile) -> float | None:

@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS items (
     updated REAL NOT NULL,
     sources TEXT
 );
+CREATE TABLE IF NOT EXISTS prices (
+    price_class TEXT PRIMARY KEY,
+    credits REAL NOT NULL
+);
 """
 
 
@@ -185,6 +189,23 @@ class Journal:
         """The lowest input index recorded (None for a new journal)."""
         row = await self._run(lambda c: c.execute("SELECT MIN(idx) FROM items").fetchone())
         return None if row is None or row[0] is None else int(row[0])
+
+    async def known_price(self, price_class: str) -> float | None:
+        """The price an earlier run learned for a price class, if any (a rerun sends no probe of its own)."""
+        row = await self._run(
+            lambda c: c.execute("SELECT credits FROM prices WHERE price_class = ?", (price_class,)).fetchone()
+        )
+        return None if row is None else float(row[0])
+
+    async def learn_price(self, price_class: str, price: float) -> None:
+        """Remember what a task of this class costs (the highest price the API told)."""
+        await self._run(
+            lambda c: c.execute(
+                "INSERT INTO prices (price_class, credits) VALUES (?, ?) "
+                "ON CONFLICT(price_class) DO UPDATE SET credits = MAX(credits, excluded.credits)",
+                (price_class, price),
+            )
+        )
 
     async def committed(self) -> float:
         """Credits recorded for inputs created in earlier runs (reserved if running, charged if done)."""

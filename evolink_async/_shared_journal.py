@@ -207,7 +207,7 @@ class SharedJournal:
         return float(raw or 0.0)
 
     async def known_price(self, price_class: str) -> float | None:
-        """The price a worker of this batch learned for a price class (an endpoint and a model), if any."""
+        """The price a worker of this batch learned for a price class (see ``_batch._price_class``), if any."""
         raw = await self._call("read prices", lambda: self._redis.hget(self._prices, price_class))
         return float(raw) if raw is not None else None
 

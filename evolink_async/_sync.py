@@ -119,8 +119,9 @@ class Client:
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` (a coroutine function, or a plain one) on the client's loop."""
         portal = self._start()
+        ended = _Ended()
         try:
-            future = portal.start_task_soon(_apply, fn, args, kwargs)
+            future = portal.start_task_soon(_apply, fn, args, kwargs, ended)
         except RuntimeError:  # closed by another thread meanwhile
             raise errors.ClientStateError("this client is closed; create a new Client") from None
         try:
@@ -130,8 +131,14 @@ class Client:
                     return future.result(timeout=0.2)
                 except concurrent.futures.TimeoutError:
                     continue
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             future.cancel()  # stops the wait on the client's loop; the task (if created) goes on at EvoLink
+            # The cancelled call's error names the task it created (errors.task_context): so does Ctrl-C.
+            add_note = getattr(interrupt, "add_note", None)  # Python >= 3.11
+            if add_note is not None and ended.wait(_CANCEL_GRACE) and ended.error is not None:
+                for note in getattr(ended.error, "__notes__", ()):
+                    if note not in getattr(interrupt, "__notes__", ()):
+                        add_note(note)
             raise
 
     # -- the calls -------------------------------------------------------------------------------
@@ -202,16 +209,19 @@ class Client:
     ) -> Iterator[Outcome]:
         """See :meth:`AsyncClient.generate_many`: a plain iterator of outcomes, as each task completes.
 
-        Leaving the loop early (``break``) stops the batch, as leaving its ``async with`` does.
+        New inputs are sent only while the loop waits for its next outcome: leaving it (``break``) sends
+        nothing more, even while the iterator lives on; closing it (``close()``, or its collection) stops the
+        batch, as leaving its ``async with`` does.
         """
         portal = self._start()
         run: BatchRun = self._call(self._async.generate_many, requests, **options)  # made on the client's loop
+        run._hold_between_pulls()
         batch = portal.wrap_async_context_manager(run)
         batch.__enter__()
         try:
             while True:
                 try:
-                    outcome: Outcome = self._call(run.__anext__)
+                    outcome: Outcome = self._call(run._pull)
                 except StopAsyncIteration:
                     return
                 yield outcome
@@ -241,8 +251,24 @@ class SyncFiles:
         self._client._call(lambda: self._client._async.files.delete(file))
 
 
-async def _apply(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    result = fn(*args, **kwargs)
-    if isinstance(result, types.CoroutineType):
-        return await result
-    return result
+# How long Ctrl-C waits for the cancelled call to end on the client's loop (it takes a loop iteration or two).
+_CANCEL_GRACE = 2.0
+
+
+class _Ended(threading.Event):
+    """Set when a call ends on the client's loop, with the exception it ended with."""
+
+    error: BaseException | None = None
+
+
+async def _apply(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], ended: _Ended) -> Any:
+    try:
+        result = fn(*args, **kwargs)
+        if isinstance(result, types.CoroutineType):
+            return await result
+        return result
+    except BaseException as exc:
+        ended.error = exc
+        raise
+    finally:
+        ended.set()

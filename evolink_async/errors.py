@@ -361,6 +361,8 @@ class task_context:  # lower case: used like a function, ``with task_context(tas
         if isinstance(exc, EvolinkError):
             if exc.task_id is None:
                 exc.task_id = self.task_id
-        elif isinstance(exc, (Exception, KeyboardInterrupt)):  # Ctrl-C during a sync wait names the task too
-            exc.add_note(f"evolink task_id={self.task_id}")
+        elif not isinstance(exc, GeneratorExit):  # Ctrl-C and cancellation name the task too
+            note = f"evolink task_id={self.task_id}"
+            if note not in getattr(exc, "__notes__", ()):
+                exc.add_note(note)
         return exc

@@ -155,6 +155,7 @@ class RedisCoordinator:
         self._release_wanted: anyio.Event | None = None
         self._slot_freed: anyio.Event | None = None
         self._warned = False
+        self._down = False  # an outage already told (the local fallback logs it once, not per request)
         self._journals: list[SharedJournal] = []
 
     def journal(self, name: str) -> SharedJournal:
@@ -175,20 +176,27 @@ class RedisCoordinator:
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         try:
-            return await fn()
+            result = await fn()
         except (RedisError, OSError) as exc:
             raise errors.CoordinatorError(
                 f"the coordinator {self.url} (namespace {self.namespace!r}) cannot {what}: {type(exc).__name__}: {exc}"
             ) from None
+        self._down = False  # reached again: the next outage is told again
+        return result
 
     def _falling_back(self, exc: errors.CoordinatorError) -> bool:
-        """With ``fallback="local"``: warn once, and let the caller go on under local limits."""
+        """With ``fallback="local"``: warn once, log once per outage (not once per request), and let the caller
+        go on under local limits."""
         if not self.fallback_local:
             return False
         if not self._warned:
             self._warned = True
             warnings.warn(f"{exc}; going on under this process's own limits", RuntimeWarning, stacklevel=3)
-        log.warning("%s; going on under this process's own limits", exc)
+        if not self._down:
+            self._down = True
+            log.warning("%s; going on under this process's own limits until it answers again", exc)
+        else:
+            log.debug("%s; still under this process's own limits", exc)
         return True
 
     async def aclose(self) -> None:
@@ -279,6 +287,13 @@ class RedisCoordinator:
     async def run(self, on_relayed: OnRelayed, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """Renew and release leases, and listen to the relay, until cancelled."""
         try:
+            try:
+                # Reached before any background work starts: Redis down at start is a CoordinatorError of its
+                # own, not one wrapped in a task group's ExceptionGroup.
+                await self._call("be reached", self._redis.ping)
+            except errors.CoordinatorError as exc:
+                if not self._falling_back(exc):
+                    raise
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._renewing)
                 tg.start_soon(self._releasing)
@@ -347,7 +362,9 @@ class RedisCoordinator:
                         raise
                     started = True
                     task_status.started()
-                log.warning("%s; listening again in %g s", exc, pause)
+                # Once per outage (the fallback's line, or this one): a retry every few seconds is no news.
+                (log.debug if self._down else log.warning)("%s; listening again in %g s", exc, pause)
+                self._down = True
             await anyio.sleep(pause)
             pause = min(5.0, pause * 2)
 

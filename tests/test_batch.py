@@ -336,6 +336,56 @@ async def test_without_cost_per_task_only_the_create_that_learns_the_price_can_e
     assert all(o.task is None for o in not_sent)
 
 
+def charged(fake: FakeEvolink) -> float:
+    """Credits the simulator reserved for every task it created (what the account pays)."""
+    return sum(task.cost for task in fake.tasks.values())
+
+
+@pytest.mark.parametrize("cost", [-1, -0.01, float("nan"), float("inf"), "1.6"])
+async def test_budget_refuses_a_negative_non_finite_or_non_numeric_cost_per_task_before_any_create(
+    fake: FakeEvolink, client: evo.AsyncClient, cost: Any
+) -> None:
+    with pytest.raises(evo.ValidationError, match="cost_per_task"):
+        client.generate_many([quick("a")], budget=5, cost_per_task=cost)
+    assert fake.stats.create_requests == 0
+
+
+@pytest.mark.parametrize("cost", [0, 0.01, 1.0])
+async def test_budget_is_exceeded_by_at_most_one_real_price_whatever_cost_per_task_says(
+    fake: FakeEvolink, client: evo.AsyncClient, cost: float
+) -> None:
+    # Issue 19: 40 prompts, budget 5, cost_per_task 0 or 0.01 -> 16 creates (25.6 credits); 1.0 -> 8.0.
+    prompts = [quick(f"cheap {i}", 0.3) for i in range(40)]
+    async with client.generate_many(prompts, budget=5, cost_per_task=cost) as run:
+        async for _ in run:
+            assert run.stats.committed_credits <= 5 + PRICE_2K + 1e-9
+    assert charged(fake) <= 5 + PRICE_2K + 1e-9, f"{fake.stats.creates} creates"
+    assert fake.stats.creates >= 1
+    assert run.stats.not_submitted == 40 - fake.stats.creates
+
+
+async def test_a_rerun_of_a_budget_stopped_batch_uses_the_price_its_journal_learned_and_sends_no_probe(
+    fake: FakeEvolink, client: evo.AsyncClient, tmp_path: Path
+) -> None:
+    journal = tmp_path / "budget.sqlite"
+    prompts = [quick(f"paid {i}") for i in range(6)]
+    await client.generate_all(prompts, budget=5, journal=journal)
+    assert fake.stats.creates == 3  # 4.8 committed: a fourth (1.6) would exceed 5
+    outcomes = await client.generate_all(prompts, budget=5, journal=journal)
+    assert fake.stats.creates == 3, "the rerun probed the price again (4.8 -> 6.4 credits on a budget of 5)"
+    assert sum(isinstance(o.error, evo.BudgetExceededError) for o in outcomes) == 3
+
+
+async def test_budget_sends_one_unpriced_create_at_a_time_whatever_its_price_class(
+    fake: FakeEvolink, client: evo.AsyncClient
+) -> None:
+    inputs = [{"prompt": quick(f"mixed {i}"), "quality": ("2K", "4K", "1K")[i % 3]} for i in range(9)]
+    async with client.generate_many(inputs, budget=1.0) as run:
+        await collect(run)
+    assert fake.stats.creates == 1
+    assert charged(fake) <= 1.0 + 3.2
+
+
 # -- downloads -----------------------------------------------------------------------------------------
 
 

@@ -15,6 +15,14 @@ from evolink_async import _cli
 from evolink_async.testing import FakeEvolink
 
 
+def _main(argv: list[str]) -> int:
+    """``_cli.main``, with argparse's exit (a usage error) turned into its exit code, as the shell sees it."""
+    try:
+        return _cli.main(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+
+
 async def run_cli(
     args: list[str], *, fake: FakeEvolink | None, capsys: pytest.CaptureFixture[str], key: str | None = None
 ) -> tuple[int, str, str]:
@@ -27,7 +35,7 @@ async def run_cli(
     else:
         os.environ["EVOLINK_API_KEY"] = env_key
     try:
-        code = await anyio.to_thread.run_sync(_cli.main, argv)
+        code = await anyio.to_thread.run_sync(_main, argv)
     finally:
         if old is None:
             os.environ.pop("EVOLINK_API_KEY", None)
@@ -363,3 +371,106 @@ async def test_a_batch_file_mixes_kinds_and_a_wrong_type_is_named_by_line(
     assert f"{batch}:2" in err
     assert "sise" in err
     assert fake.stats.create_requests == 3
+
+
+async def test_batch_interrupted_lists_the_ids_of_the_tasks_in_flight_in_its_last_lines(
+    fake: FakeEvolink, tmp_path: Path
+) -> None:
+    import signal
+
+    from conftest import until
+
+    batch = tmp_path / "never.txt"
+    batch.write_text("".join(f"[never] interrupted {i}\n" for i in range(6)))
+    env = {**os.environ, "EVOLINK_API_KEY": fake.api_key}
+    command = [sys.executable, "-m", "evolink_async._cli", "--base-url", fake.base_url, "batch", str(batch)]
+    async with await anyio.open_process(command, env=env) as process:
+        await until(lambda: fake.stats.creates == 6, limit=30)
+        process.send_signal(signal.SIGINT)
+        assert process.stderr is not None
+        err = b"".join([chunk async for chunk in process.stderr]).decode()
+        assert await process.wait() == _cli.EXIT_INTERRUPTED
+    last = err.strip().splitlines()[-8:]
+    assert "interrupted" in "\n".join(last), err
+    for task_id in fake.tasks:
+        assert any(task_id in line for line in last), f"{task_id} not in the last lines:\n{err}"
+    assert fake.api_key not in err
+
+
+# -- the batch file checked whole before the first create (issue 19, item 6) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [
+        ('{"prompt": "a wide cat", "size": "17:9"}', "size"),
+        ('{"type": "video", "prompt": "a clip"}', "model"),
+        ('{"prompt": ""}', "prompt"),
+        ('{"prompt": "an edit", "image_urls": ["missing.png"]}', "missing.png"),
+    ],
+)
+async def test_batch_refuses_a_bad_value_on_any_line_before_the_first_create(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path, line: str, named: str
+) -> None:
+    batch = tmp_path / "prompts.txt"
+    batch.write_text(f"fine [duration:0.1]\n\n{line}\nalso fine [duration:0.1]\n")
+    code, _, err = await run_cli(["batch", str(batch)], fake=fake, capsys=capsys)
+    assert code == 2
+    assert f"{batch}:3" in err
+    assert named in err
+    assert fake.stats.requests == 0
+
+
+@pytest.mark.parametrize("line", ['"a quoted title"', "42", '["x"]', "null"])
+async def test_batch_refuses_a_json_line_that_is_not_an_object_with_its_line_number(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path, line: str
+) -> None:
+    batch = tmp_path / "prompts.txt"
+    batch.write_text(f"fine [duration:0.1]\n{line}\n")
+    code, _, err = await run_cli(["batch", str(batch)], fake=fake, capsys=capsys)
+    assert code == 2
+    assert f"{batch}:2" in err
+    assert "--plain" in err
+    assert fake.stats.requests == 0
+
+
+async def test_batch_plain_sends_every_line_as_its_prompt_and_a_line_that_is_not_json_is_a_prompt(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lines = ['"A Quoted Title" [duration:0.1]', '["lyrics"] [duration:0.1]', '{"prompt": "braces"} [duration:0.1]']
+    batch = tmp_path / "songs.txt"
+    batch.write_text("\n".join(lines) + "\n")
+    code, _, err = await run_cli(["batch", str(batch), "--plain"], fake=fake, capsys=capsys)
+    assert code == 0, err
+    assert sorted(task.prompt for task in fake.tasks.values()) == sorted(lines)
+    batch.write_text("[Verse 1] la la [duration:0.1]\n")  # not JSON: a prompt, with or without --plain
+    code, _, err = await run_cli(["batch", str(batch)], fake=fake, capsys=capsys)
+    assert code == 0, err
+    assert "[Verse 1] la la [duration:0.1]" in {task.prompt for task in fake.tasks.values()}
+
+
+async def test_batch_dry_run_checks_counts_and_prices_without_sending_anything(
+    fake: FakeEvolink, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    batch = tmp_path / "prompts.txt"
+    batch.write_text("a [duration:0.1]\n\nb [duration:0.1]\n" + json.dumps({"prompt": "c [duration:0.1]"}) + "\n")
+    code, out, _ = await run_cli(["batch", str(batch), "--dry-run"], fake=fake, capsys=capsys)
+    assert code == 0
+    assert "3 inputs" in out
+    assert "price unknown" in out
+    code, out, _ = await run_cli(["batch", str(batch), "--dry-run", "--cost-per-task", "1.5"], fake=fake, capsys=capsys)
+    assert code == 0
+    assert "4.5 credits" in out
+    assert fake.stats.requests == 0
+    journal = tmp_path / "j.sqlite"
+    code, _, _ = await run_cli(["batch", str(batch), "--journal", str(journal)], fake=fake, capsys=capsys)
+    assert code == 0
+    batch.write_text(batch.read_text() + "d [duration:0.1]\n")
+    requests = fake.stats.requests
+    code, out, _ = await run_cli(
+        ["batch", str(batch), "--dry-run", "--journal", str(journal)], fake=fake, capsys=capsys
+    )
+    assert code == 0
+    assert "4 inputs" in out
+    assert "6.4 credits" in out  # the price the journal learned: 1.6 a task
+    assert fake.stats.requests == requests

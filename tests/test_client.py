@@ -4,6 +4,7 @@ timeouts and cancellation. The simulator's counters are the server's view of wha
 from __future__ import annotations
 
 import gc
+import logging
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -719,3 +720,36 @@ async def test_timeouts_wait_bounds_every_wait_that_passes_no_timeout(
         # A call's own timeout still wins.
         done = await client.generate("[duration:0.8] [eta:0] slow but fine", timeout=10)
         assert done.status is evo.TaskStatus.COMPLETED
+
+
+# -- a wait that ends before its task is final names the task (issue 19, item 2) ------------------------
+
+
+def _unfinished_warnings(caplog: pytest.LogCaptureFixture, task_id: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and task_id in r.getMessage()]
+
+
+async def test_generate_cancelled_after_its_create_names_the_task_in_the_error_and_one_warning(
+    fake: FakeEvolink, client: evo.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    caplog.set_level(logging.WARNING, logger="evolink_async")
+    call = asyncio.ensure_future(client.generate("[never] cancelled after its create"))
+    await until(lambda: fake.stats.creates == 1)
+    (task_id,) = fake.tasks
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError) as info:
+        await call
+    assert f"evolink task_id={task_id}" in getattr(info.value, "__notes__", [])
+    assert len(_unfinished_warnings(caplog, task_id)) == 1
+
+
+async def test_generate_past_its_deadline_names_the_task_in_one_warning(
+    fake: FakeEvolink, client: evo.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="evolink_async")
+    with pytest.raises(evo.WaitTimeoutError) as info:
+        await client.generate("[never] past its deadline", timeout=0.1)
+    assert info.value.task_id in fake.tasks
+    assert len(_unfinished_warnings(caplog, info.value.task_id)) == 1

@@ -207,6 +207,36 @@ async def test_redis_gone_is_a_coordinator_error_naming_it_or_a_warned_local_fal
         assert task.is_final
 
 
+async def test_redis_down_at_start_is_a_coordinator_error_not_an_exception_group(sim: FakeEvolink) -> None:
+    from conftest import closed_port
+
+    coordinator = RedisCoordinator(f"redis://127.0.0.1:{closed_port()}/0", timeout=0.5)
+    with pytest.raises(evo.CoordinatorError, match=r"127\.0\.0\.1"):
+        async with evo.AsyncClient(sim.api_key, base_url=sim.base_url, coordinator=coordinator):
+            pass
+    assert sim.stats.requests == 0
+
+
+async def test_redis_down_at_start_with_a_local_fallback_logs_one_warning_not_one_per_request(
+    sim: FakeEvolink, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import warnings
+
+    from conftest import closed_port
+
+    caplog.set_level(logging.WARNING, logger="evolink_async")
+    coordinator = RedisCoordinator(f"redis://127.0.0.1:{closed_port()}/0", timeout=0.5, fallback="local")
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        async with evo.AsyncClient(sim.api_key, base_url=sim.base_url, poll=POLL, coordinator=coordinator) as client:
+            for i in range(3):
+                assert (await client.generate(f"[duration:0.05] local {i}")).is_final
+    lines = [r for r in caplog.records if "coordinator" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    assert len([w for w in warned if "own limits" in str(w.message)]) == 1
+
+
 def test_the_coordinators_repr_and_errors_hide_the_redis_password() -> None:
     coordinator = RedisCoordinator("redis://user:s3cret-pw@127.0.0.1:1/0")
     assert "s3cret-pw" not in repr(coordinator)

@@ -69,6 +69,46 @@ def test_generate_many_is_a_plain_iterator_and_breaking_out_stops_the_batch(sim:
         assert [o.index for o in all_of_them] == [0, 1, 2]
 
 
+def test_break_out_of_a_generate_many_iterator_held_in_a_variable_sends_no_create_after_it(sim: FakeEvolink) -> None:
+    # Issue 19: `it = client.generate_many(...)`; `for o in it: break` -> creates went from 23 to 33 in 8 s.
+    pulled = 0
+    seen: list[Any] = []
+
+    def inputs() -> Iterator[str]:
+        nonlocal pulled
+        for i in range(1000):
+            pulled += 1
+            yield f"[duration:{0.05 * (1 + i % 4):.2f}] [eta:0] break {i}"  # finishing at different reads
+
+    def all_seen_final() -> bool:
+        submitted = [e for e in seen if isinstance(e, evo.events.TaskSubmitted)]
+        started = [e for e in seen if isinstance(e, evo.events.CreateStarted)]
+        finished = [e for e in seen if isinstance(e, evo.events.TaskFinished)]
+        return len(started) == len(submitted) == len(finished)
+
+    unsubscribe = evo.events.subscribe(seen.append)
+    try:
+        with _client(sim) as client:
+            it = client.generate_many(inputs(), max_in_flight=4)
+            for _ in it:
+                break
+            at_break = pulled
+            # Every task created so far ends and is seen final by the client: a batch still running would pull
+            # (and create) the next input as soon as the first of them frees its slot.
+            deadline = time.monotonic() + 10
+            while pulled == at_break and not all_seen_final():
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            assert pulled == at_break, "the batch went on pulling inputs after the break"
+            creates = sim.stats.create_requests
+            assert next(it).ok  # advancing again resumes it
+            it.close()
+        assert creates <= at_break
+        assert sim.stats.create_requests <= pulled
+    finally:
+        unsubscribe()
+
+
 def test_one_client_is_shared_by_many_threads(sim: FakeEvolink) -> None:
     results: list[evo.Task] = []
     with _client(sim) as client:
@@ -134,6 +174,22 @@ def test_ctrl_c_during_a_sync_wait_cancels_it_names_the_task_and_leaves_the_clie
             time.sleep(0.01)
         assert client._async.waiting == 0
         assert client.get_task(task).id == task.id  # and the client goes on working
+
+
+def test_ctrl_c_during_a_sync_generate_after_its_create_names_the_task(sim: FakeEvolink) -> None:
+    def interrupt_once_created(event: Any) -> None:
+        if isinstance(event, evo.events.TaskSubmitted):
+            signal.raise_signal(signal.SIGINT)  # handled by the main thread, which waits in generate()
+
+    with _client(sim) as client:
+        unsubscribe = evo.events.subscribe(interrupt_once_created)
+        try:
+            with pytest.raises(KeyboardInterrupt) as info:
+                client.generate("[never] [eta:0] generated, then interrupted")
+        finally:
+            unsubscribe()
+        (task_id,) = sim.tasks
+        assert f"evolink task_id={task_id}" in getattr(info.value, "__notes__", [])
 
 
 def test_videos_songs_and_local_files_without_await(sim: FakeEvolink, tmp_path: Path) -> None:
