@@ -17,6 +17,7 @@ from ._engine import OnUpdate
 from ._files import Files
 from ._requests import new_idempotency_key
 from ._sync import Client
+from ._tasks import TaskListing, Tasks
 from ._version import __version__
 from ._webhooks import CallbackReceiver
 from .errors import (
@@ -66,6 +67,7 @@ from .models import (
     TaskError,
     TaskInfo,
     TaskStatus,
+    TaskSummary,
     UploadedFile,
     Usage,
     VideoRequest,
@@ -127,7 +129,10 @@ __all__ = (
     "TaskError",
     "TaskFailedError",
     "TaskInfo",
+    "TaskListing",
     "TaskStatus",
+    "TaskSummary",
+    "Tasks",
     "Timeouts",
     "UploadError",
     "Usage",

@@ -38,6 +38,7 @@ from ._requests import (
     check_timeout,
     new_idempotency_key,
 )
+from ._tasks import Tasks
 from ._transport import Transport
 from ._webhooks import CallbackReceiver
 from .models import Credits, ImageFields, ImageRequest, ImageSource, Request, Task, UploadedFile
@@ -203,6 +204,11 @@ class AsyncClient:
         if self._callbacks is None:
             self._callbacks = CallbackReceiver(self._engine.callback_registry)
         return self._callbacks
+
+    @property
+    def tasks(self) -> Tasks:
+        """The account's tasks as EvoLink lists them: ``async for t in client.tasks.list(status="processing")``."""
+        return Tasks(self._api, self._engine.check_open)
 
     @property
     def files(self) -> Files:

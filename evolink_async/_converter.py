@@ -36,6 +36,7 @@ from .models import (
     TaskError,
     TaskInfo,
     TaskStatus,
+    TaskSummary,
     UploadedFile,
     Usage,
     VideoRequest,
@@ -53,6 +54,7 @@ __all__ = (
     "structure_quota",
     "structure_uploaded",
     "structure_task",
+    "structure_task_page",
     "task_to_wire",
 )
 
@@ -483,6 +485,44 @@ def batch_items(data: Any, *, request_id: str | None = None) -> list[Any]:
     if not isinstance(items, list):
         raise MalformedResponseError("batch answer has no 'data' list", request_id=request_id)
     return items
+
+
+_SUMMARY_KNOWN = frozenset({"id", "status", "model", "type", "progress", "created_at"})
+
+
+def _structure_summary(item: Any) -> TaskSummary:
+    if not isinstance(item, Mapping) or not isinstance(item.get("id"), str) or not item["id"]:
+        raise MalformedResponseError(f"task list item has no string id: {str(item)[:200]}")
+    raw_status = item.get("status")
+    if not isinstance(raw_status, str):
+        raise MalformedResponseError(f"task list item has no string status: {str(item)[:200]}", task_id=item["id"])
+    status = _STATUSES.get(raw_status) or _STATUSES.get(raw_status.lower(), TaskStatus.UNKNOWN)
+    created = _lenient_float(item.get("created_at"))
+    extra = {k: v for k, v in item.items() if k not in _SUMMARY_KNOWN}
+    return TaskSummary(
+        id=item["id"],
+        status=status,
+        raw_status=raw_status,
+        model=_lenient_str(item.get("model")),
+        type=_lenient_str(item.get("type")),
+        progress=_progress(item.get("progress")),
+        created=int(created) if created is not None else None,
+        extra=extra or NOTHING_EXTRA,
+    )
+
+
+def structure_task_page(data: Any, *, request_id: str | None = None) -> tuple[list[TaskSummary], int | None]:
+    """The items and ``total`` of a ``GET /v1/tasks`` answer; an unreadable item is a MalformedResponseError
+    (skipping it would hide a paid task from a recovery)."""
+    items = data.get("data") if isinstance(data, Mapping) else None
+    if not isinstance(items, list):
+        raise MalformedResponseError("task list answer has no 'data' list", request_id=request_id)
+    try:
+        summaries = [_structure_summary(item) for item in items]
+    except MalformedResponseError as exc:
+        exc.request_id = exc.request_id or request_id
+        raise
+    return summaries, _lenient_int(data.get("total"))
 
 
 def request_to_wire(req: Request) -> dict[str, Any]:

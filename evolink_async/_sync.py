@@ -16,6 +16,7 @@ import sys
 import threading
 import types
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,7 +25,19 @@ import anyio.from_thread
 from . import errors
 from ._batch import BatchInput, BatchRun, Outcome
 from ._client import AsyncClient
-from .models import Credits, FilePage, FileQuota, ImageFields, ImageSource, Request, Task, UploadedFile
+from ._tasks import TaskListing
+from .models import (
+    Credits,
+    FilePage,
+    FileQuota,
+    ImageFields,
+    ImageSource,
+    Request,
+    Task,
+    TaskStatus,
+    TaskSummary,
+    UploadedFile,
+)
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -71,6 +84,11 @@ class Client:
     def files(self) -> SyncFiles:
         """The files API: ``quota()``, ``list()``, ``delete()`` (see :attr:`AsyncClient.files`)."""
         return SyncFiles(self)
+
+    @property
+    def tasks(self) -> SyncTasks:
+        """The account's tasks: ``for t in client.tasks.list(status="processing")`` (see :attr:`AsyncClient.tasks`)."""
+        return SyncTasks(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -239,6 +257,39 @@ class SyncFiles:
     def delete(self, file: UploadedFile | str) -> None:
         """See :meth:`Files.delete`."""
         self._client._call(lambda: self._client._async.files.delete(file))
+
+
+class SyncTasks:
+    """The account's tasks, for a sync :class:`Client` (``client.tasks``)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        model: str | None = None,
+        since: datetime | float | None = None,
+        limit: int | None = None,
+        page_size: int = 50,
+    ) -> Iterator[TaskSummary]:
+        """See :meth:`Tasks.list`: a plain iterator, a page fetched as the loop reaches it.
+
+        Arguments are checked here, before the first ``next()``.
+        """
+        listing = self._client._async.tasks.list(
+            status=status, model=model, since=since, limit=limit, page_size=page_size
+        )
+        return self._iterate(listing)
+
+    def _iterate(self, listing: TaskListing) -> Iterator[TaskSummary]:
+        while True:
+            try:
+                item: TaskSummary = self._client._call(listing.__anext__)
+            except StopAsyncIteration:
+                return
+            yield item
 
 
 async def _apply(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
