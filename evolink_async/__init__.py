@@ -13,6 +13,7 @@ from ._batch import BatchRun, BatchStats, Outcome
 from ._callbacks import CallbackStats
 from ._client import AsyncClient
 from ._config import DEFAULT_BASE_URL, Limits, PollPolicy, RetryPolicy, Timeouts
+from ._download import ResultStream
 from ._engine import OnUpdate
 from ._files import Files
 from ._requests import new_idempotency_key
@@ -77,6 +78,7 @@ __all__ = (
     "VideoRequest",
     "UploadedFile",
     "ResultItem",
+    "ResultStream",
     "Request",
     "ImageSource",
     "Files",

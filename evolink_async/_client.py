@@ -7,6 +7,7 @@ import sys
 import types
 import weakref
 from collections.abc import AsyncIterable, Iterable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -26,7 +27,7 @@ from ._config import (
     resolve_files_base_url,
 )
 from ._coordinator import Coordinator
-from ._download import Downloader
+from ._download import Downloader, ResultStream
 from ._engine import Engine, OnUpdate, failure_of
 from ._files import Files
 from ._pace import RateLimiter
@@ -325,6 +326,30 @@ class AsyncClient:
             raise errors.ValidationError("task", f"must be a Task (from wait/generate), got {type(task).__name__}")
         self._engine.check_open()
         return await self._downloader.download(task, directory, overwrite=overwrite)
+
+    async def result_bytes(self, task: Task, index: int = 0) -> bytes:
+        """The bytes of result ``index`` of a completed ``task``, in memory (a web app re-serving a picture needs
+        no temporary file): the same size cap (``limits.max_download_bytes``), retries and key hygiene as
+        :meth:`download`. Raises DownloadError (links expire after 24 h)."""
+        self._engine.check_open()
+        return await self._downloader.read(task, index)
+
+    def stream_result(
+        self, task: Task, index: int = 0, *, chunk_size: int = 64 * 1024
+    ) -> AbstractAsyncContextManager[ResultStream]:
+        """Result ``index`` of a completed ``task`` as it arrives, for big videos::
+
+            async with client.stream_result(task) as stream:   # stream.content_type, stream.size
+                async for chunk in stream:
+                    await response.write(chunk)
+
+        Opening is retried like :meth:`download`; the body stays under ``limits.max_download_bytes``, and a
+        failure once bytes have flowed raises DownloadError (never a silent restart).
+        """
+        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+            raise errors.ValidationError("chunk_size", f"must be an int >= 1, got {chunk_size!r}")
+        self._engine.check_open()
+        return self._downloader.stream(task, index, chunk_size)
 
     def generate_many(
         self,

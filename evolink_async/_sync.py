@@ -210,6 +210,11 @@ class Client:
         paths: list[Path] = self._call(self._async.download, task, directory, overwrite=overwrite)
         return paths
 
+    def result_bytes(self, task: Task, index: int = 0) -> bytes:
+        """See :meth:`AsyncClient.result_bytes`."""
+        data: bytes = self._call(self._async.result_bytes, task, index)
+        return data
+
     def generate_all(self, requests: Iterable[BatchInput], **options: Any) -> list[Outcome]:
         """See :meth:`AsyncClient.generate_all` (the same options)."""
         outcomes: list[Outcome] = self._call(self._async.generate_all, requests, **options)
