@@ -25,6 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from . import errors
 from ._converter import request_to_wire, structure_task, task_to_wire
+from ._custom_id import CustomIds, custom_id_of
 from ._download import Downloader
 from ._engine import Engine, Launched, failure_of
 from ._journal import Journal, JournalEntry, fingerprint
@@ -74,6 +75,14 @@ class Outcome:
     def ok(self) -> bool:
         """True when the task completed and everything asked of it (downloads) succeeded."""
         return self.error is None and self.task is not None and self.task.status is TaskStatus.COMPLETED
+
+    @property
+    def custom_id(self) -> str | None:
+        """The input's own ``custom_id`` (a mapping input's key), which names its files; None without one."""
+        try:
+            return custom_id_of(self.input)
+        except errors.ValidationError:
+            return None  # refused when it was read: this outcome says why
 
     @property
     def task_id(self) -> str | None:
@@ -194,6 +203,7 @@ def _kind_of(data: dict[str, Any]) -> type[Request]:
 def _to_request(item: Any, fields: Mapping[str, Any]) -> Request:
     if isinstance(item, Mapping):
         data = dict(item)
+        data.pop("custom_id", None)  # the input's name, not a body field
         kind = _kind_of(data)
         prompt = data.pop("prompt", None)
         if not isinstance(prompt, str):
@@ -265,6 +275,9 @@ class BatchRun:
         self._shared = self._journal is not None and getattr(self._journal, "shared", False)
         # Inputs of a shared batch that another live worker holds: revisited once the inputs are all pulled.
         self._deferred: list[tuple[int, Any]] = []
+        # Inputs' custom ids, checked as they are pulled (in input order): a repeat is refused before its create.
+        self._custom_ids = CustomIds()
+        self._refused: dict[int, errors.ValidationError] = {}
         self._timeout = timeout
         self._fields = dict(fields)
         self.stats = BatchStats()
@@ -447,7 +460,12 @@ class BatchRun:
                 self._input_error = exc
                 return None
             self.stats.started += 1
-            return next(counter), item
+            index = next(counter)
+            try:
+                self._custom_ids.check(item)
+            except errors.ValidationError as exc:
+                self._refused[index] = exc
+            return index, item
 
         return next_input
 
@@ -537,6 +555,9 @@ class BatchRun:
     async def _launch(self, index: int, item: Any, slot: Slot) -> Outcome | None:
         """Plan the input (journal, budget) and launch it through the engine; an Outcome if decided at once."""
         try:
+            refused = self._refused.pop(index, None)
+            if refused is not None:
+                raise refused
             request = _to_request(item, self._fields)
         except errors.ValidationError as exc:
             if index == self._check_at and self._checked is not None:
@@ -712,7 +733,7 @@ class BatchRun:
             sources = list(getattr(sent, "image_urls", ())) if sent is not None else None
             try:
                 # Committed before the create is sent: a crash from here on is resumed with this key.
-                planned = await self._journal.plan(index, fp, plan.key, sources)
+                planned = await self._journal.plan(index, fp, plan.key, sources, custom_id_of(item))
             except BaseException:
                 self._not_created(plan)
                 raise
@@ -789,7 +810,8 @@ class BatchRun:
         error: Exception | None = None
         if self._download_to is not None:
             try:
-                files = tuple(await self._downloader.download(task, self._download_to))
+                name = custom_id_of(item)
+                files = tuple(await self._downloader.download(task, self._download_to, name=name))
             except Exception as exc:  # DownloadError, or anything else: the completed, paid task is kept
                 error = exc  # the task stays in the outcome: its URLs are valid for 24 h
         if self._journal is not None:

@@ -23,7 +23,9 @@ from ._batch import BatchRun, Outcome
 from ._client import AsyncClient
 from ._config import ENV_API_KEY, Limits
 from ._converter import task_to_wire
+from ._custom_id import CustomIds
 from ._requests import check_field_names, request_fields
+from ._results import ResultsFile
 from ._sheet import ContactSheet
 from .models import REQUEST_KINDS, AudioRequest, ImageRequest, Request, Task, TaskStatus, VideoRequest
 
@@ -86,7 +88,8 @@ def _parse_line(path: Path, number: int, text: str) -> str | dict[str, Any]:
             raise errors.ValidationError("type", f"{kind!r} is not one of {', '.join(REQUEST_KINDS)}")
         # The same check as Python keywords: a misspelled field is refused, not sent. Fields the SDK does
         # not know go through when asked for explicitly: {"prompt": "...", "extra": {"new_field": 1}}.
-        check_field_names({k: v for k, v in data.items() if k not in ("prompt", "type")}, known=request_fields(cls))
+        names = {k: v for k, v in data.items() if k not in ("prompt", "type", "custom_id")}
+        check_field_names(names, known=request_fields(cls))
     except errors.ValidationError as exc:
         raise CLIError(f"{path}:{number}: {exc}") from None
     if isinstance(data.get("image_urls"), list):
@@ -108,10 +111,17 @@ def _image_source(item: Any) -> Any:
 
 
 def _check_batch_file(path: Path) -> int:
-    """Every line parsed and checked before anything is sent; the number of inputs."""
+    """Every line parsed and checked (custom ids unique) before anything is sent; the number of inputs."""
     if not path.is_file():
         raise CLIError(f"no such batch file: {path}")
-    return sum(1 for _ in read_batch_file(path))
+    lines: list[int] = []
+    custom_ids = CustomIds()
+    for item in read_batch_file(path, lines):
+        try:
+            custom_ids.check(item)
+        except errors.ValidationError as exc:
+            raise CLIError(f"{path}:{lines[-1]}: {exc}") from None
+    return len(lines)
 
 
 def _request_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -271,6 +281,7 @@ async def cmd_batch(args: argparse.Namespace) -> int:
     total = await anyio.to_thread.run_sync(_check_batch_file, path)
     lines: list[int] = []
     out_dir = Path(args.out) if args.out else None
+    results = await anyio.to_thread.run_sync(ResultsFile, Path(args.results)) if args.results else None
     async with _client(args, concurrency=args.concurrency) as client:
         return await run_batch(
             client,
@@ -283,6 +294,7 @@ async def cmd_batch(args: argparse.Namespace) -> int:
             fields=_request_fields(args),
             console=_console(),
             sheet=None if out_dir is None else ContactSheet(out_dir, title=f"evolink batch {path.name}"),
+            results=results,
         )
 
 
@@ -325,6 +337,7 @@ async def run_batch(
     show_outcomes: bool = False,
     lines: list[int] | None = None,
     sheet: ContactSheet | None = None,
+    results: ResultsFile | None = None,
 ) -> int:
     """The batch path shared by ``evolink batch`` and ``evolink demo``: progress bar, a summary, the contact sheet."""
     started = time.monotonic()
@@ -359,10 +372,15 @@ async def run_batch(
                         _print_outcome(console, outcome)
                     if sheet is not None:
                         sheet.add(outcome)
+                    if results is not None:
+                        results.add(outcome)
                     refresh()
                 ticker.cancel_scope.cancel()
             refresh()
     elapsed = time.monotonic() - started
+    if results is not None:
+        results.close()
+        console.print(f"results: {results.path} ({results.lines} lines)", soft_wrap=True, markup=False)
     _summary(console, run, failures, resumed, elapsed, out_dir)
     _failure_table(console, failures, lines)
     if sheet is not None:
@@ -670,6 +688,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=16, help="tasks in flight at once (default: %(default)s)")
     p.add_argument("--journal", metavar="FILE", help="SQLite journal: rerun with it to resume after a crash")
     p.add_argument("--budget", type=float, help="stop submitting before this many credits are committed")
+    p.add_argument(
+        "--results", metavar="FILE", help="write a JSON line per input (custom_id, task id, status, URLs, files, error)"
+    )
 
     p = sub.add_parser("task", help="read or wait for a task by id")
     p.add_argument("action", choices=("get", "wait"))

@@ -103,15 +103,17 @@ class Downloader:
             await self._session.close()
             self._session = None
 
-    async def download(self, task: Task, directory: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
-        """Save every result of ``task`` into ``directory``; return the paths in result order."""
+    async def download(
+        self, task: Task, directory: str | os.PathLike[str], *, overwrite: bool = False, name: str | None = None
+    ) -> list[Path]:
+        """Save every result of ``task`` into ``directory`` as ``<name or task id>-<n>.<ext>``; return the paths."""
         with errors.task_context(task.id):
             if not task.results:
                 raise errors.DownloadError(f"task is {task.raw_status} and has no results to download")
             folder = Path(directory)
             try:
                 await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-                stem = safe_stem(task.id)
+                stem = safe_stem(name if name is not None else task.id)
                 # Partial files of this task left by a process that was killed mid-download: ours to remove.
                 await anyio.to_thread.run_sync(_remove_partials, folder, stem)
                 return [
