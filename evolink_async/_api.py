@@ -123,6 +123,8 @@ class API:
                 f"create answered but the task could not be read: {exc}", idempotency_key=key
             ) from exc
         replayed = resp.headers.get("idempotency-replayed", "").lower() == "true"
+        if replayed:  # rare: said on the task too, so that whoever gets the task can count it
+            task = attrs.evolve(task, replayed=True)
         return Created(task=task, replayed=replayed)
 
     async def get(

@@ -111,6 +111,9 @@ class BatchStats:
     committed_credits: float = 0.0
     #: Inputs of a shared batch (``coordinator.journal``) that another worker finished: reported there, not here.
     skipped: int = 0
+    #: Creates the server answered with the task of an earlier create of the same Idempotency-Key (no new charge):
+    #: a rerun resending a key its crashed run had sent.
+    replayed: int = 0
 
     @property
     def done(self) -> int:
@@ -800,6 +803,7 @@ class BatchRun:
         self._settle(plan.estimate, actual)
         plan.estimate = actual
         self.stats.submitted += 1
+        self.stats.replayed += task.replayed
         if self._journal is not None:
             await self._journal.submitted(index, task.id, reserved)
 

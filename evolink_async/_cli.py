@@ -413,7 +413,7 @@ def _reason(outcome: Outcome) -> str:
         return "not submitted: budget reached"
     if isinstance(error, errors.NotSubmittedError) and error.refusal is not None:
         return f"not submitted: creates refused ({type(error.refusal).__name__}, HTTP {error.refusal.status})"
-    return f"{type(error).__name__}: {error}"
+    return f"{type(error).__name__}: {error}{_suggested(error)}"
 
 
 def _summary(
@@ -432,6 +432,8 @@ def _summary(
         table.add_row("not submitted", str(s.not_submitted))
     if resumed:
         table.add_row("resumed from journal", str(resumed))
+    if s.replayed:
+        table.add_row("creates replayed (not charged again)", str(s.replayed))
     table.add_row(
         "credits committed (all runs of this journal)" if resumed else "credits committed", f"{s.committed_credits:g}"
     )
@@ -442,7 +444,7 @@ def _summary(
     refusal = next((o.error.refusal for o in failures if isinstance(o.error, errors.NotSubmittedError)), None)
     if refusal is not None:
         # One line that says why the rest was not sent: the key, the credits or access to the model.
-        why = escape(f"{type(refusal).__name__} (HTTP {refusal.status}): {refusal.message}")
+        why = escape(f"{type(refusal).__name__} (HTTP {refusal.status}): {refusal.message}{_suggested(refusal)}")
         console.print(
             f"[red]stopped submitting:[/] {why} — fix the key, credits or model access and rerun"
             " (with --journal, only the rest is sent)",
@@ -745,7 +747,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"evolink: error: {exc}", file=sys.stderr)
         return EXIT_USAGE  # bad input or settings: nothing was sent
     except errors.EvolinkError as exc:
-        print(f"evolink: error: {exc}{_running_hint()}", file=sys.stderr)
+        print(f"evolink: error: {exc}{_suggested(exc)}{_running_hint()}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"evolink: interrupted{_running_hint()}", file=sys.stderr)
@@ -757,7 +759,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"evolink: error: {ours}", file=sys.stderr)
             return ours.code
         if ours is not None:
-            print(f"evolink: error: {ours}", file=sys.stderr)
+            print(f"evolink: error: {ours}{_suggested(ours)}", file=sys.stderr)
             return EXIT_FAILED
         if os.environ.get("EVOLINK_DEBUG"):
             raise
@@ -769,6 +771,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 #: The task a one-task command created and has not finished with (see cmd_generate).
 _RUNNING: dict[str, str] = {}
+
+
+def _suggested(exc: object) -> str:
+    """The server's suggestion on an API error (printable, bounded when it was read), as the end of a line."""
+    suggestion = getattr(exc, "fallback_suggestion", None)
+    return f" — server suggests: {suggestion}" if isinstance(suggestion, str) and suggestion else ""
 
 
 def _running_hint() -> str:

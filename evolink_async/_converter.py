@@ -214,7 +214,10 @@ def _shared_part(hook: Callable[[Any, type], Any], key: str, cls: type, value: A
 
 
 def _structure_task(
-    parts: Mapping[str, Callable[[Any, type], Any]], item_hook: Callable[[Any, type], ResultItem], data: Any
+    parts: Mapping[str, Callable[[Any, type], Any]],
+    item_hook: Callable[[Any, type], ResultItem],
+    data: Any,
+    request_id: str | None = None,
 ) -> Task:
     """``parts``: the structure hook of each optional sub-object, looked up once (not per task)."""
     if not isinstance(data, Mapping):
@@ -257,6 +260,7 @@ def _structure_task(
         results=results,
         result_data=result_data,
         extra=NOTHING_EXTRA if extra is None else extra,
+        request_id=request_id,
         **parsed,
     )
 
@@ -382,7 +386,9 @@ def make_converter() -> cattrs.Converter:
 
 converter = make_converter()
 # Looked up once: a task is read per status read, and the converter's dispatch would cost each time.
-_task_hook = converter.get_structure_hook(Task)
+# (With the request id of the answer, which the converter's hook has no way to pass.)
+_task_parts = {key: converter.get_structure_hook(cls) for key, cls in _OPTIONAL_OBJECTS}
+_item_hook = converter.get_structure_hook(ResultItem)
 
 
 # -- the functions the rest of the package calls -------------------------------------------------------------
@@ -391,8 +397,7 @@ _task_hook = converter.get_structure_hook(Task)
 def structure_task(data: Any, *, request_id: str | None = None) -> Task:
     """A ``Task`` from one decoded task object; raises MalformedResponseError if it has no id/status."""
     try:
-        task: Task = _task_hook(data, Task)
-        return task
+        return _structure_task(_task_parts, _item_hook, data, request_id)
     except MalformedResponseError as exc:
         exc.request_id = exc.request_id or request_id
         raise

@@ -93,10 +93,19 @@ def error_from_response(
         "param": fields.get("param") or None,
         "request_id": request_id,
         "body": payload if payload is not None else raw[:500].decode("utf-8", "replace"),
+        "fallback_suggestion": _suggestion(fields.get("fallback_suggestion")),
     }
     if cls is errors.RateLimitError:
         return errors.RateLimitError(message, retry_after=parse_retry_after(headers.get("retry-after")), **kwargs)
     return cls(message, **kwargs)
+
+
+def _suggestion(value: Any) -> str | None:
+    """The server's ``fallback_suggestion``: printable text, bounded (it reaches terminals and logs)."""
+    if not isinstance(value, str):
+        return None
+    text = "".join(ch if ch.isprintable() else " " for ch in value[:300]).strip()
+    return text or None
 
 
 class Transport:

@@ -209,6 +209,11 @@ class Task:
     result_data: tuple[ResultItem, ...] = ()
     error: TaskError | None = None
     extra: Mapping[str, Any] = attrs.field(default=NOTHING_EXTRA, repr=False)
+    #: The request id of the answer this state came from (``x-request-id``), for EvoLink's support; not compared.
+    request_id: str | None = attrs.field(default=None, eq=False, repr=False)
+    #: True on the task a create returned when the server replayed an earlier create with the same
+    #: Idempotency-Key (nothing was charged again); False on reads. Not compared.
+    replayed: bool = attrs.field(default=False, eq=False, repr=False)
 
     @property
     def is_final(self) -> bool:
