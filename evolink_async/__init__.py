@@ -13,6 +13,7 @@ from ._batch import BatchRun, BatchStats, Outcome
 from ._callbacks import CallbackStats
 from ._client import AsyncClient
 from ._config import DEFAULT_BASE_URL, Limits, PollPolicy, RetryPolicy, Timeouts
+from ._default import generate
 from ._download import ResultStream
 from ._engine import OnUpdate
 from ._files import Files
@@ -141,5 +142,6 @@ __all__ = (
     "ValidationError",
     "WaitTimeoutError",
     "__version__",
+    "generate",
     "new_idempotency_key",
 )
