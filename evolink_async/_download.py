@@ -21,6 +21,7 @@ import anyio
 
 from . import errors
 from ._config import RetryPolicy, Timeouts
+from ._proxy import proxy_for
 from ._retry import parse_retry_after, retrying
 from ._transport import TRACE_CONFIGS
 from ._version import __version__
@@ -186,7 +187,7 @@ class Downloader:
         session = self._get_session()
         timeout = aiohttp.ClientTimeout(total=self._timeouts.request, connect=self._timeouts.connect)
         try:
-            resp = await session.get(url, timeout=timeout)
+            resp = await session.get(url, timeout=timeout, proxy=proxy_for(url))
         except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError) as exc:
             raise _failed(exc, url, transient=True) from exc
         try:

@@ -19,6 +19,7 @@ import attrs
 
 from . import errors, events
 from ._config import Timeouts
+from ._proxy import proxy_for
 from ._retry import parse_retry_after
 from ._version import __version__
 
@@ -130,6 +131,8 @@ class Transport:
         self._session = session
         self._loop: asyncio.AbstractEventLoop | None = None
         self._owns_session = session is None
+        # Read once, as httpx does when a client is made; a session of the caller's keeps its own settings.
+        self._proxy = proxy_for(base_url) if session is None else None
         self.requests_sent = 0
         self.closed = False
 
@@ -192,7 +195,13 @@ class Transport:
         failure: errors.APIConnectionError | None = None
         try:
             async with self._get_session().request(
-                method, self.base_url + path, data=data, headers=headers, timeout=client_timeout, allow_redirects=False
+                method,
+                self.base_url + path,
+                data=data,
+                headers=headers,
+                timeout=client_timeout,
+                allow_redirects=False,
+                proxy=self._proxy,
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
