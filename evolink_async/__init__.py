@@ -21,7 +21,7 @@ from ._requests import new_idempotency_key
 from ._sync import Client
 from ._tasks import TaskListing, Tasks
 from ._version import __version__
-from ._webhooks import CallbackReceiver
+from ._webhooks import CallbackEndpoint, CallbackReceiver
 from .errors import (
     APIConnectionError,
     APIError,
@@ -98,6 +98,7 @@ __all__ = (
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "CallbackEndpoint",
     "CallbackReceiver",
     "CallbackStats",
     "Client",

@@ -86,6 +86,12 @@ class Client:
         return SyncFiles(self)
 
     @property
+    def callbacks(self) -> SyncCallbacks:
+        """The client's receiver of EvoLink callbacks, for a sync web framework (Flask, Django's sync views):
+        ``status, answer = client.callbacks.handle(request_body)``."""
+        return SyncCallbacks(self)
+
+    @property
     def tasks(self) -> SyncTasks:
         """The account's tasks: ``for t in client.tasks.list(status="processing")`` (see :attr:`AsyncClient.tasks`)."""
         return SyncTasks(self)
@@ -262,6 +268,19 @@ class SyncFiles:
     def delete(self, file: UploadedFile | str) -> None:
         """See :meth:`Files.delete`."""
         self._client._call(lambda: self._client._async.files.delete(file))
+
+
+class SyncCallbacks:
+    """The callback receiver of a sync :class:`Client` (``client.callbacks``), safe to call from any thread."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def handle(self, body: bytes) -> tuple[int, dict[str, str]]:
+        """See :meth:`CallbackReceiver.handle`: judged on the client's loop, where its waits are; returns (HTTP
+        status, JSON answer) at once, and the confirming read runs in the client."""
+        answer: tuple[int, dict[str, str]] = self._client._call(self._client._async.callbacks.handle, bytes(body))
+        return answer
 
 
 class SyncTasks:
