@@ -38,6 +38,7 @@ from ._requests import (
     new_idempotency_key,
     request_fields,
 )
+from ._resubmit import check_retry_options, worth_resubmitting
 from ._slots import Slot
 from .models import REQUEST_KINDS, AudioRequest, ImageRequest, Request, Task, TaskStatus, VideoRequest, is_local_source
 
@@ -70,6 +71,8 @@ class Outcome:
     error: Exception | None = None
     files: tuple[Path, ...] = ()
     resumed: bool = False
+    #: The failed tasks of this input's earlier tries (``retry_failed``), oldest first: no task id is lost.
+    earlier: tuple[Task, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -114,6 +117,8 @@ class BatchStats:
     #: Creates the server answered with the task of an earlier create of the same Idempotency-Key (no new charge):
     #: a rerun resending a key its crashed run had sent.
     replayed: int = 0
+    #: Failed tasks resubmitted as new tasks (``retry_failed``).
+    retried: int = 0
 
     @property
     def done(self) -> int:
@@ -145,6 +150,7 @@ class _Plan:
     resumed: bool = False
     created: bool = False
     finished: bool = False  # the engine called back: final, or its wait ended
+    attempt: int = 0  # 0 for the first task of the input, n for its n-th resubmission
     # Once launched, the plan is also the engine's callback for its input (one object per task in flight,
     # rather than a closure, a bound method and their cells).
     index: int = -1
@@ -244,8 +250,14 @@ class BatchRun:
         journal: str | os.PathLike[str] | None,
         timeout: float | None,
         fields: Mapping[str, Any],
+        retry_failed: int = 0,
+        retry_delay: float = 30.0,
     ) -> None:
         _check_max_in_flight(max_in_flight, engine.limits.max_in_flight)
+        check_retry_options(retry_failed, retry_delay, getattr(journal, "shared", False))
+        self._retry_failed = retry_failed
+        self._retry_delay = float(retry_delay)
+        self._earlier: dict[int, list[Task]] = {}  # failed tasks of inputs resubmitted, by input index
         _check_options(inputs, budget, timeout, fields)
         self._engine = engine
         self._downloader = downloader
@@ -536,6 +548,7 @@ class BatchRun:
             self._task_group.cancel_scope.cancel()
 
     async def _deliver(self, outcome: Outcome, send: MemoryObjectSendStream[Outcome]) -> None:
+        outcome = self._with_earlier(outcome)
         self._count(outcome)
         try:
             try:
@@ -606,7 +619,13 @@ class BatchRun:
         assert plan.slot is not None
         final = _Final(plan.index, plan.input, plan.request, plan, plan.slot, task, error)
         try:
+            if task is not None and self._task_group is not None and self._resubmits(plan, task):
+                self.stats.in_flight += 1  # still in progress: the run does not end while it waits
+                self._task_group.start_soon(self._resubmit, final)
+                return
             outcome = self._conclude_now(final)
+            if outcome is not None:
+                outcome = self._with_earlier(outcome)
             if outcome is not None and self._send is not None:
                 # Nothing to await (no journal, no download) and room for it: handed over at once.
                 try:
@@ -625,6 +644,88 @@ class BatchRun:
         finally:
             if self.stats.in_flight == 0 and self._quiet is not None:
                 self._quiet.set()
+
+    # -- explicit retries of failed tasks (retry_failed) ------------------------------------------------
+
+    def _resubmits(self, plan: _Plan, task: Task) -> bool:
+        """Whether this failed task's input gets a new task; if so its credits are given back now (refunded)."""
+        if not self._retry_failed or self._refusal is not None:
+            return False
+        if not worth_resubmitting(task, plan.attempt, self._retry_failed):
+            return False
+        self._settle(plan.estimate, 0.0)
+        plan.estimate = 0.0
+        return True
+
+    async def _resubmit(self, final: _Final) -> None:
+        """After the delay, a new task for a failed input (a new key, its credits reserved, the journal told);
+        the failure stays the outcome when the budget or a refusal says no."""
+        assert final.task is not None
+        assert self._send is not None
+        plan: _Plan | Exception | None
+        try:
+            await anyio.sleep(self._retry_delay)
+            plan = await self._plan_retry(final)
+        except Exception as exc:  # the journal, say: never lost, the outcome carries it
+            plan = exc
+        if isinstance(plan, _Plan):
+            self._earlier.setdefault(final.index, []).append(final.task)
+            plan.index, plan.input, plan.request, plan.slot, plan.run = (
+                final.index,
+                final.input,
+                final.request,
+                final.slot,
+                self,
+            )
+            self.stats.retried += 1
+            self.stats.in_flight -= 1  # _run counts it again
+            try:
+                launched = await self._run(final.index, plan.sent or final.request, plan, plan)
+            except Exception as exc:
+                outcome = Outcome(final.index, final.input, final.request, error=exc, resumed=plan.resumed)
+            else:
+                if not plan.finished:
+                    self._following[final.index] = launched
+                return
+        else:
+            self.stats.in_flight -= 1
+            error = plan if plan is not None else failure_of(final.task)
+            if plan is None and self._journal is not None:
+                await self._journal.finished(final.index, state="failed", task_json=task_to_wire(final.task))
+            outcome = Outcome(
+                final.index, final.input, final.request, task=final.task, error=error, resumed=final.plan.resumed
+            )
+        await self._deliver(outcome, self._send)
+        final.slot.release()
+        if self.stats.in_flight == 0 and self._quiet is not None:
+            self._quiet.set()
+
+    async def _plan_retry(self, final: _Final) -> _Plan | None:
+        """The new try's plan, its credits reserved and its key journaled before the create; None: not sent."""
+        estimate, probe = await self._reserve_budget(final.request)
+        if estimate < 0 or self._refusal is not None:
+            return None
+        old = final.plan
+        plan = _Plan(
+            new_idempotency_key(),
+            estimate=estimate,
+            probe=probe,
+            price=self._budget_price(final.request),
+            sent=old.sent,
+            resumed=old.resumed,
+            attempt=old.attempt + 1,
+        )
+        if self._journal is not None:
+            try:
+                await self._journal.replan(final.index, plan.key)
+            except BaseException:
+                self._not_created(plan)
+                raise
+        return plan
+
+    def _with_earlier(self, outcome: Outcome) -> Outcome:
+        earlier = self._earlier.pop(outcome.index, None) if self._earlier else None
+        return attrs.evolve(outcome, earlier=tuple(earlier)) if earlier else outcome
 
     def _conclude_now(self, final: _Final) -> Outcome | None:
         """The outcome when nothing needs awaiting (no journal, no download); None, untouched, otherwise."""

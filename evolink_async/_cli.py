@@ -295,6 +295,8 @@ async def cmd_batch(args: argparse.Namespace) -> int:
             console=_console(),
             sheet=None if out_dir is None else ContactSheet(out_dir, title=f"evolink batch {path.name}"),
             results=results,
+            retry_failed=args.retry_failed,
+            retry_delay=args.retry_delay,
         )
 
 
@@ -338,6 +340,8 @@ async def run_batch(
     lines: list[int] | None = None,
     sheet: ContactSheet | None = None,
     results: ResultsFile | None = None,
+    retry_failed: int = 0,
+    retry_delay: float = 30.0,
 ) -> int:
     """The batch path shared by ``evolink batch`` and ``evolink demo``: progress bar, a summary, the contact sheet."""
     started = time.monotonic()
@@ -346,7 +350,15 @@ async def run_batch(
     progress = _progress_bar(console)
     if sheet is not None:
         inputs = sheet.timed(inputs)  # notes when each input is taken: the time its card shows
-    run: BatchRun = client.generate_many(inputs, budget=budget, download_to=out_dir, journal=journal, **fields)
+    run: BatchRun = client.generate_many(
+        inputs,
+        budget=budget,
+        download_to=out_dir,
+        journal=journal,
+        retry_failed=retry_failed,
+        retry_delay=retry_delay,
+        **fields,
+    )
     with progress:
         bar = progress.add_task("batch", total=total, ok=0, failed=0, flight=0, skipped="")
 
@@ -434,6 +446,8 @@ def _summary(
         table.add_row("resumed from journal", str(resumed))
     if s.replayed:
         table.add_row("creates replayed (not charged again)", str(s.replayed))
+    if s.retried:
+        table.add_row("failed tasks resubmitted (new tasks)", str(s.retried))
     table.add_row(
         "credits committed (all runs of this journal)" if resumed else "credits committed", f"{s.committed_credits:g}"
     )
@@ -692,6 +706,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, help="stop submitting before this many credits are committed")
     p.add_argument(
         "--results", metavar="FILE", help="write a JSON line per input (custom_id, task id, status, URLs, files, error)"
+    )
+    p.add_argument(
+        "--retry-failed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="resubmit an input whose task failed with a retryable code (service_error...) up to N times, as new"
+        " paid tasks within the budget (default: %(default)s)",
+    )
+    p.add_argument(
+        "--retry-delay", type=float, default=30.0, metavar="S", help="seconds before each resubmission (default: 30)"
     )
 
     p = sub.add_parser("task", help="read or wait for a task by id")

@@ -361,6 +361,8 @@ class AsyncClient:
         download_to: str | os.PathLike[str] | None = None,
         journal: str | os.PathLike[str] | None = None,
         timeout: float | None = None,
+        retry_failed: int = 0,
+        retry_delay: float = 30.0,
         **fields: Unpack[ImageFields],
     ) -> BatchRun:
         """Generate for many inputs; yield an :class:`Outcome` per input as each completes::
@@ -378,7 +380,9 @@ class AsyncClient:
         file) makes the batch resumable: rerun it with the same inputs and journal, and finished inputs are
         skipped, submitted ones awaited, the rest submitted with their saved Idempotency-Key — no duplicate
         charge after a crash. ``fields`` apply to every input (e.g. ``size="16:9"``). ``timeout`` bounds each
-        task's wait.
+        task's wait. ``retry_failed=n`` gives an input whose task failed with a code EvoLink marks as worth
+        resubmitting (``service_error``, ``generation_timeout``...; never a content-policy refusal) up to ``n``
+        new, paid tasks, each ``retry_delay`` seconds after the failure and counted against the budget.
         """
         return BatchRun(
             self._engine,
@@ -391,6 +395,8 @@ class AsyncClient:
             journal=journal,
             timeout=timeout if timeout is not None else self.timeouts.wait,
             fields=fields,
+            retry_failed=retry_failed,
+            retry_delay=retry_delay,
         )
 
     async def generate_all(
@@ -403,6 +409,8 @@ class AsyncClient:
         download_to: str | os.PathLike[str] | None = None,
         journal: str | os.PathLike[str] | None = None,
         timeout: float | None = None,
+        retry_failed: int = 0,
+        retry_delay: float = 30.0,
         **fields: Unpack[ImageFields],
     ) -> list[Outcome]:
         """``generate_many`` collected into a list in input order (one Outcome per input)."""
@@ -415,6 +423,8 @@ class AsyncClient:
             download_to=download_to,
             journal=journal,
             timeout=timeout,
+            retry_failed=retry_failed,
+            retry_delay=retry_delay,
             **fields,
         )
         async with run:

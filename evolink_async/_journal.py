@@ -158,6 +158,16 @@ class Journal:
             )
         )
 
+    async def replan(self, index: int, key: str) -> None:
+        """A failed input gets a new task (``retry_failed``): its new key, recorded before that create is sent."""
+        await self._run(
+            lambda c: c.execute(
+                "UPDATE items SET idempotency_key = ?, task_id = NULL, state = 'planned', task_json = NULL, "
+                "credits = NULL, updated = ? WHERE idx = ?",
+                (key, time.time(), index),
+            )
+        )
+
     async def submitted(self, index: int, task_id: str, credits: float | None) -> None:
         await self._run(
             lambda c: c.execute(
