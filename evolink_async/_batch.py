@@ -38,7 +38,7 @@ from ._requests import (
     new_idempotency_key,
     request_fields,
 )
-from ._resubmit import check_retry_options, worth_resubmitting
+from ._resubmit import Resubmissions, worth_resubmitting
 from ._slots import Slot
 from .models import REQUEST_KINDS, AudioRequest, ImageRequest, Request, Task, TaskStatus, VideoRequest, is_local_source
 
@@ -254,10 +254,7 @@ class BatchRun:
         retry_delay: float = 30.0,
     ) -> None:
         _check_max_in_flight(max_in_flight, engine.limits.max_in_flight)
-        check_retry_options(retry_failed, retry_delay, getattr(journal, "shared", False))
-        self._retry_failed = retry_failed
-        self._retry_delay = float(retry_delay)
-        self._earlier: dict[int, list[Task]] = {}  # failed tasks of inputs resubmitted, by input index
+        self._retries = Resubmissions.checked(retry_failed, retry_delay, shared=getattr(journal, "shared", False))
         _check_options(inputs, budget, timeout, fields)
         self._engine = engine
         self._downloader = downloader
@@ -290,8 +287,7 @@ class BatchRun:
         self._shared = self._journal is not None and getattr(self._journal, "shared", False)
         # Inputs of a shared batch that another live worker holds: revisited once the inputs are all pulled.
         self._deferred: list[tuple[int, Any]] = []
-        # Inputs' custom ids, checked as they are pulled (in input order): a repeat is refused before its create.
-        self._custom_ids = CustomIds()
+        self._custom_ids = CustomIds()  # checked as inputs are pulled (in order): a repeat is refused before its create
         self._refused: dict[int, errors.ValidationError] = {}
         self._timeout = timeout
         self._fields = dict(fields)
@@ -649,9 +645,9 @@ class BatchRun:
 
     def _resubmits(self, plan: _Plan, task: Task) -> bool:
         """Whether this failed task's input gets a new task; if so its credits are given back now (refunded)."""
-        if not self._retry_failed or self._refusal is not None:
+        if not self._retries.limit or self._refusal is not None:
             return False
-        if not worth_resubmitting(task, plan.attempt, self._retry_failed):
+        if not worth_resubmitting(task, plan.attempt, self._retries.limit):
             return False
         self._settle(plan.estimate, 0.0)
         plan.estimate = 0.0
@@ -664,12 +660,12 @@ class BatchRun:
         assert self._send is not None
         plan: _Plan | Exception | None
         try:
-            await anyio.sleep(self._retry_delay)
+            await anyio.sleep(self._retries.delay)
             plan = await self._plan_retry(final)
         except Exception as exc:  # the journal, say: never lost, the outcome carries it
             plan = exc
         if isinstance(plan, _Plan):
-            self._earlier.setdefault(final.index, []).append(final.task)
+            self._retries.earlier.setdefault(final.index, []).append(final.task)
             plan.index, plan.input, plan.request, plan.slot, plan.run = (
                 final.index,
                 final.input,
@@ -724,7 +720,7 @@ class BatchRun:
         return plan
 
     def _with_earlier(self, outcome: Outcome) -> Outcome:
-        earlier = self._earlier.pop(outcome.index, None) if self._earlier else None
+        earlier = self._retries.earlier.pop(outcome.index, None) if self._retries.earlier else None
         return attrs.evolve(outcome, earlier=tuple(earlier)) if earlier else outcome
 
     def _conclude_now(self, final: _Final) -> Outcome | None:

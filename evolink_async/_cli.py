@@ -12,7 +12,8 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterator, Sequence
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -295,8 +296,7 @@ async def cmd_batch(args: argparse.Namespace) -> int:
             console=_console(),
             sheet=None if out_dir is None else ContactSheet(out_dir, title=f"evolink batch {path.name}"),
             results=results,
-            retry_failed=args.retry_failed,
-            retry_delay=args.retry_delay,
+            options={"retry_failed": args.retry_failed, "retry_delay": args.retry_delay},
         )
 
 
@@ -340,25 +340,45 @@ async def run_batch(
     lines: list[int] | None = None,
     sheet: ContactSheet | None = None,
     results: ResultsFile | None = None,
-    retry_failed: int = 0,
-    retry_delay: float = 30.0,
+    options: Mapping[str, Any] = types.MappingProxyType({}),
 ) -> int:
-    """The batch path shared by ``evolink batch`` and ``evolink demo``: progress bar, a summary, the contact sheet."""
+    """The batch path shared by ``evolink batch`` and ``evolink demo``: progress bar, a summary, the contact sheet,
+    the results file. ``options``: more ``generate_many`` options (``retry_failed``, ``retry_delay``)."""
     started = time.monotonic()
     failures: list[Outcome] = []
     resumed = 0
-    progress = _progress_bar(console)
     if sheet is not None:
         inputs = sheet.timed(inputs)  # notes when each input is taken: the time its card shows
     run: BatchRun = client.generate_many(
-        inputs,
-        budget=budget,
-        download_to=out_dir,
-        journal=journal,
-        retry_failed=retry_failed,
-        retry_delay=retry_delay,
-        **fields,
+        inputs, budget=budget, download_to=out_dir, journal=journal, **options, **fields
     )
+
+    def take(outcome: Outcome) -> None:
+        nonlocal resumed
+        resumed += outcome.resumed
+        if not outcome.ok:
+            failures.append(outcome)
+        if show_outcomes:
+            _print_outcome(console, outcome)
+        for sink in (sheet, results):
+            if sink is not None:
+                sink.add(outcome)
+
+    await _drive(run, _progress_bar(console), total, take)
+    elapsed = time.monotonic() - started
+    if results is not None:
+        results.close()
+        console.print(f"results: {results.path} ({results.lines} lines)", soft_wrap=True, markup=False)
+    _summary(console, run, failures, resumed, elapsed, out_dir)
+    _failure_table(console, failures, lines)
+    if sheet is not None:
+        page = await anyio.to_thread.run_sync(sheet.write, run.stats, elapsed)
+        console.print(f"contact sheet: {page}", soft_wrap=True, markup=False)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+async def _drive(run: BatchRun, progress: Progress, total: int, take: Callable[[Outcome], None]) -> None:
+    """Run the batch under a live progress bar, handing each outcome to ``take`` as it comes."""
     with progress:
         bar = progress.add_task("batch", total=total, ok=0, failed=0, flight=0, skipped="")
 
@@ -377,28 +397,10 @@ async def run_batch(
 
                 ticker.start_soon(tick)
                 async for outcome in run:
-                    resumed += outcome.resumed
-                    if not outcome.ok:
-                        failures.append(outcome)
-                    if show_outcomes:
-                        _print_outcome(console, outcome)
-                    if sheet is not None:
-                        sheet.add(outcome)
-                    if results is not None:
-                        results.add(outcome)
+                    take(outcome)
                     refresh()
                 ticker.cancel_scope.cancel()
             refresh()
-    elapsed = time.monotonic() - started
-    if results is not None:
-        results.close()
-        console.print(f"results: {results.path} ({results.lines} lines)", soft_wrap=True, markup=False)
-    _summary(console, run, failures, resumed, elapsed, out_dir)
-    _failure_table(console, failures, lines)
-    if sheet is not None:
-        page = await anyio.to_thread.run_sync(sheet.write, run.stats, elapsed)
-        console.print(f"contact sheet: {page}", soft_wrap=True, markup=False)
-    return EXIT_FAILED if failures else EXIT_OK
 
 
 def _describe(outcome: Outcome) -> str:
@@ -673,6 +675,24 @@ def _add_media_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print ids, URLs, sizes and expiry as JSON")
 
 
+def _add_batch_outputs(p: argparse.ArgumentParser) -> None:
+    """``evolink batch``'s results file and explicit retries of failed tasks."""
+    p.add_argument(
+        "--results", metavar="FILE", help="write a JSON line per input (custom_id, task id, status, URLs, files, error)"
+    )
+    p.add_argument(
+        "--retry-failed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="resubmit an input whose task failed with a retryable code (service_error...) up to N times, as new"
+        " paid tasks within the budget (default: %(default)s)",
+    )
+    p.add_argument(
+        "--retry-delay", type=float, default=30.0, metavar="S", help="seconds before each resubmission (default: 30)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evolink",
@@ -704,20 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=16, help="tasks in flight at once (default: %(default)s)")
     p.add_argument("--journal", metavar="FILE", help="SQLite journal: rerun with it to resume after a crash")
     p.add_argument("--budget", type=float, help="stop submitting before this many credits are committed")
-    p.add_argument(
-        "--results", metavar="FILE", help="write a JSON line per input (custom_id, task id, status, URLs, files, error)"
-    )
-    p.add_argument(
-        "--retry-failed",
-        type=int,
-        default=0,
-        metavar="N",
-        help="resubmit an input whose task failed with a retryable code (service_error...) up to N times, as new"
-        " paid tasks within the budget (default: %(default)s)",
-    )
-    p.add_argument(
-        "--retry-delay", type=float, default=30.0, metavar="S", help="seconds before each resubmission (default: 30)"
-    )
+    _add_batch_outputs(p)
 
     p = sub.add_parser("task", help="read or wait for a task by id")
     p.add_argument("action", choices=("get", "wait"))

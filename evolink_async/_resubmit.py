@@ -9,10 +9,27 @@ from __future__ import annotations
 
 import math
 
+import attrs
+
 from . import errors
 from .models import Task, TaskStatus
 
-__all__ = ("check_retry_options", "worth_resubmitting")
+__all__ = ("Resubmissions", "check_retry_options", "worth_resubmitting")
+
+
+@attrs.define
+class Resubmissions:
+    """A batch's explicit retries: at most ``limit`` new tasks per input, ``delay`` seconds after a failure, and
+    the failed tasks of the inputs resubmitted (by input index) until their outcome takes them."""
+
+    limit: int = 0
+    delay: float = 30.0
+    earlier: dict[int, list[Task]] = attrs.field(factory=dict)
+
+    @classmethod
+    def checked(cls, retry_failed: int, retry_delay: float, *, shared: bool) -> Resubmissions:
+        check_retry_options(retry_failed, retry_delay, shared)
+        return cls(retry_failed, float(retry_delay))
 
 
 def worth_resubmitting(task: Task, attempt: int, limit: int) -> bool:

@@ -131,8 +131,12 @@ class Transport:
         self._session = session
         self._loop: asyncio.AbstractEventLoop | None = None
         self._owns_session = session is None
-        # Read once, as httpx does when a client is made; a session of the caller's keeps its own settings.
-        self._proxy = proxy_for(base_url) if session is None else None
+        # No redirect is followed (the key would follow it). The proxy is read once, as httpx does when a client
+        # is made; a session of the caller's keeps its own settings.
+        self._options: dict[str, Any] = {
+            "allow_redirects": False,
+            "proxy": proxy_for(base_url) if session is None else None,
+        }
         self.requests_sent = 0
         self.closed = False
 
@@ -195,13 +199,7 @@ class Transport:
         failure: errors.APIConnectionError | None = None
         try:
             async with self._get_session().request(
-                method,
-                self.base_url + path,
-                data=data,
-                headers=headers,
-                timeout=client_timeout,
-                allow_redirects=False,
-                proxy=self._proxy,
+                method, self.base_url + path, data=data, headers=headers, timeout=client_timeout, **self._options
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
