@@ -13,13 +13,16 @@ from ._batch import BatchRun, BatchStats, Outcome
 from ._callbacks import CallbackStats
 from ._client import AsyncClient
 from ._config import DEFAULT_BASE_URL, Limits, PollPolicy, RetryPolicy, Timeouts
+from ._default import generate
+from ._download import ResultStream
 from ._engine import OnUpdate
 from ._files import MAX_UPLOAD_BYTES, Files
 from ._requests import new_idempotency_key
 from ._sync import Client
+from ._tasks import TaskListing, Tasks
 from ._transport import MAX_ANSWER_BYTES
 from ._version import __version__
-from ._webhooks import CallbackReceiver
+from ._webhooks import CallbackEndpoint, CallbackReceiver
 from .errors import (
     APIConnectionError,
     APIError,
@@ -67,6 +70,7 @@ from .models import (
     TaskError,
     TaskInfo,
     TaskStatus,
+    TaskSummary,
     UploadedFile,
     Usage,
     VideoRequest,
@@ -76,6 +80,7 @@ __all__ = (
     "VideoRequest",
     "UploadedFile",
     "ResultItem",
+    "ResultStream",
     "Request",
     "ImageSource",
     "Files",
@@ -96,6 +101,7 @@ __all__ = (
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "CallbackEndpoint",
     "CallbackReceiver",
     "CallbackStats",
     "Client",
@@ -130,12 +136,16 @@ __all__ = (
     "TaskError",
     "TaskFailedError",
     "TaskInfo",
+    "TaskListing",
     "TaskStatus",
+    "TaskSummary",
+    "Tasks",
     "Timeouts",
     "UploadError",
     "Usage",
     "ValidationError",
     "WaitTimeoutError",
     "__version__",
+    "generate",
     "new_idempotency_key",
 )

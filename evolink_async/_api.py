@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 import attrs
 
 from . import errors
 from ._config import RetryPolicy
-from ._converter import batch_items, structure_credits, structure_task
+from ._converter import batch_items, structure_credits, structure_task, structure_task_page
 from ._pace import RateLimiter
 from ._retry import Decide, retrying
 from ._transport import Response, Transport, path_segment
-from .models import Credits, Task
+from .models import Credits, Task, TaskSummary
 
 __all__ = ("API", "Created")
 
@@ -127,6 +128,8 @@ class API:
                 f"create answered but the task could not be read: {exc}", idempotency_key=key
             ) from exc
         replayed = resp.headers.get("idempotency-replayed", "").lower() == "true"
+        if replayed:  # rare: said on the task too, so that whoever gets the task can count it
+            task = attrs.evolve(task, replayed=True)
         return Created(task=task, replayed=replayed)
 
     async def get(
@@ -162,6 +165,15 @@ class API:
                 continue  # one unreadable item must not hold up the others
             found[task.id] = task
         return found
+
+    async def list_tasks(
+        self, *, page: int, page_size: int, status: str | None = None, model: str | None = None
+    ) -> tuple[list[TaskSummary], int | None]:
+        """``GET /v1/tasks`` (one page, newest first): the page's tasks and the ``total`` the server counts."""
+        query = {"page": page, "page_size": page_size, "status": status, "model": model}
+        path = "/v1/tasks?" + urlencode({k: v for k, v in query.items() if v is not None})
+        resp = await self._request("GET", path, urgent=True)
+        return structure_task_page(resp.data, request_id=resp.request_id)
 
     async def credits(self) -> Credits:
         """``GET /v1/credits``."""

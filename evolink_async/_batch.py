@@ -25,6 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from . import errors
 from ._converter import request_to_wire, structure_task, task_to_wire
+from ._custom_id import CustomIds, custom_id_of
 from ._download import Downloader
 from ._engine import Engine, Launched, failure_of, warn_unfinished
 from ._journal import Journal, JournalEntry, fingerprint
@@ -37,6 +38,7 @@ from ._requests import (
     new_idempotency_key,
     request_fields,
 )
+from ._resubmit import Resubmissions, worth_resubmitting
 from ._slots import Slot
 from .models import REQUEST_KINDS, AudioRequest, ImageRequest, Request, Task, TaskStatus, VideoRequest, is_local_source
 
@@ -69,11 +71,21 @@ class Outcome:
     error: Exception | None = None
     files: tuple[Path, ...] = ()
     resumed: bool = False
+    #: The failed tasks of this input's earlier tries (``retry_failed``), oldest first: no task id is lost.
+    earlier: tuple[Task, ...] = ()
 
     @property
     def ok(self) -> bool:
         """True when the task completed and everything asked of it (downloads) succeeded."""
         return self.error is None and self.task is not None and self.task.status is TaskStatus.COMPLETED
+
+    @property
+    def custom_id(self) -> str | None:
+        """The input's own ``custom_id`` (a mapping input's key), which names its files; None without one."""
+        try:
+            return custom_id_of(self.input)
+        except errors.ValidationError:
+            return None  # refused when it was read: this outcome says why
 
     @property
     def task_id(self) -> str | None:
@@ -102,6 +114,11 @@ class BatchStats:
     committed_credits: float = 0.0
     #: Inputs of a shared batch (``coordinator.journal``) that another worker finished: reported there, not here.
     skipped: int = 0
+    #: Creates the server answered with the task of an earlier create of the same Idempotency-Key (no new charge):
+    #: a rerun resending a key its crashed run had sent.
+    replayed: int = 0
+    #: Failed tasks resubmitted as new tasks (``retry_failed``).
+    retried: int = 0
 
     @property
     def done(self) -> int:
@@ -136,6 +153,7 @@ class _Plan:
     resumed: bool = False
     created: bool = False
     finished: bool = False  # the engine called back: final, or its wait ended
+    attempt: int = 0  # 0 for the first task of the input, n for its n-th resubmission
     # Once launched, the plan is also the engine's callback for its input (one object per task in flight,
     # rather than a closure, a bound method and their cells).
     index: int = -1
@@ -197,6 +215,7 @@ def _kind_of(data: dict[str, Any]) -> type[Request]:
 def _to_request(item: Any, fields: Mapping[str, Any]) -> Request:
     if isinstance(item, Mapping):
         data = dict(item)
+        data.pop("custom_id", None)  # the input's name, not a body field
         kind = _kind_of(data)
         prompt = data.pop("prompt", None)
         if not isinstance(prompt, str):
@@ -234,8 +253,11 @@ class BatchRun:
         journal: str | os.PathLike[str] | None,
         timeout: float | None,
         fields: Mapping[str, Any],
+        retry_failed: int = 0,
+        retry_delay: float = 30.0,
     ) -> None:
         _check_max_in_flight(max_in_flight, engine.limits.max_in_flight)
+        self._retries = Resubmissions.checked(retry_failed, retry_delay, shared=getattr(journal, "shared", False))
         _check_options(inputs, budget, cost_per_task, timeout, fields)
         self._engine = engine
         self._downloader = downloader
@@ -272,6 +294,8 @@ class BatchRun:
         self._shared = self._journal is not None and getattr(self._journal, "shared", False)
         # Inputs of a shared batch that another live worker holds: revisited once the inputs are all pulled.
         self._deferred: list[tuple[int, Any]] = []
+        self._custom_ids = CustomIds()  # checked as inputs are pulled (in order): a repeat is refused before its create
+        self._refused: dict[int, errors.ValidationError] = {}
         self._timeout = timeout
         self._fields = dict(fields)
         self.stats = BatchStats()
@@ -485,7 +509,12 @@ class BatchRun:
                 self._input_error = exc
                 return None
             self.stats.started += 1
-            return next(counter), item
+            index = next(counter)
+            try:
+                self._custom_ids.check(item)
+            except errors.ValidationError as exc:
+                self._refused[index] = exc
+            return index, item
 
         return next_input
 
@@ -554,6 +583,7 @@ class BatchRun:
             self._task_group.cancel_scope.cancel()
 
     async def _deliver(self, outcome: Outcome, send: MemoryObjectSendStream[Outcome]) -> None:
+        outcome = self._with_earlier(outcome)
         self._count(outcome)
         try:
             try:
@@ -576,6 +606,9 @@ class BatchRun:
     async def _launch(self, index: int, item: Any, slot: Slot) -> Outcome | None:
         """Plan the input (journal, budget) and launch it through the engine; an Outcome if decided at once."""
         try:
+            refused = self._refused.pop(index, None)
+            if refused is not None:
+                raise refused
             request = _to_request(item, self._fields)
         except errors.ValidationError as exc:
             if index == self._check_at and self._checked is not None:
@@ -626,7 +659,13 @@ class BatchRun:
         assert plan.slot is not None
         final = _Final(plan.index, plan.input, plan.request, plan, plan.slot, task, error)
         try:
+            if task is not None and self._task_group is not None and self._resubmits(plan, task):
+                self.stats.in_flight += 1  # still in progress: the run does not end while it waits
+                self._task_group.start_soon(self._resubmit, final)
+                return
             outcome = self._conclude_now(final)
+            if outcome is not None:
+                outcome = self._with_earlier(outcome)
             if outcome is not None and self._send is not None:
                 # Nothing to await (no journal, no download) and room for it: handed over at once.
                 try:
@@ -645,6 +684,88 @@ class BatchRun:
         finally:
             if self.stats.in_flight == 0 and self._quiet is not None:
                 self._quiet.set()
+
+    # -- explicit retries of failed tasks (retry_failed) ------------------------------------------------
+
+    def _resubmits(self, plan: _Plan, task: Task) -> bool:
+        """Whether this failed task's input gets a new task; if so its credits are given back now (refunded)."""
+        if not self._retries.limit or self._refusal is not None:
+            return False
+        if not worth_resubmitting(task, plan.attempt, self._retries.limit):
+            return False
+        self._settle(plan.estimate, 0.0)
+        plan.estimate = 0.0
+        return True
+
+    async def _resubmit(self, final: _Final) -> None:
+        """After the delay, a new task for a failed input (a new key, its credits reserved, the journal told);
+        the failure stays the outcome when the budget or a refusal says no."""
+        assert final.task is not None
+        assert self._send is not None
+        plan: _Plan | Exception | None
+        try:
+            await anyio.sleep(self._retries.delay)
+            plan = await self._plan_retry(final)
+        except Exception as exc:  # the journal, say: never lost, the outcome carries it
+            plan = exc
+        if isinstance(plan, _Plan):
+            self._retries.earlier.setdefault(final.index, []).append(final.task)
+            plan.index, plan.input, plan.request, plan.slot, plan.run = (
+                final.index,
+                final.input,
+                final.request,
+                final.slot,
+                self,
+            )
+            self.stats.retried += 1
+            self.stats.in_flight -= 1  # _run counts it again
+            try:
+                launched = await self._run(final.index, plan.sent or final.request, plan, plan)
+            except Exception as exc:
+                outcome = Outcome(final.index, final.input, final.request, error=exc, resumed=plan.resumed)
+            else:
+                if not plan.finished:
+                    self._following[final.index] = launched
+                return
+        else:
+            self.stats.in_flight -= 1
+            error = plan if plan is not None else failure_of(final.task)
+            if plan is None and self._journal is not None:
+                await self._journal.finished(final.index, state="failed", task_json=task_to_wire(final.task))
+            outcome = Outcome(
+                final.index, final.input, final.request, task=final.task, error=error, resumed=final.plan.resumed
+            )
+        await self._deliver(outcome, self._send)
+        final.slot.release()
+        if self.stats.in_flight == 0 and self._quiet is not None:
+            self._quiet.set()
+
+    async def _plan_retry(self, final: _Final) -> _Plan | None:
+        """The new try's plan, its credits reserved and its key journaled before the create; None: not sent."""
+        estimate, probe = await self._reserve_budget(final.request)
+        if estimate < 0 or self._refusal is not None:
+            return None
+        old = final.plan
+        plan = _Plan(
+            new_idempotency_key(),
+            estimate=estimate,
+            probe=probe,
+            price=self._budget_price(final.request),
+            sent=old.sent,
+            resumed=old.resumed,
+            attempt=old.attempt + 1,
+        )
+        if self._journal is not None:
+            try:
+                await self._journal.replan(final.index, plan.key)
+            except BaseException:
+                self._not_created(plan)
+                raise
+        return plan
+
+    def _with_earlier(self, outcome: Outcome) -> Outcome:
+        earlier = self._retries.earlier.pop(outcome.index, None) if self._retries.earlier else None
+        return attrs.evolve(outcome, earlier=tuple(earlier)) if earlier else outcome
 
     def _conclude_now(self, final: _Final) -> Outcome | None:
         """The outcome when nothing needs awaiting (no journal, no download); None, untouched, otherwise."""
@@ -756,7 +877,7 @@ class BatchRun:
             sources = list(getattr(sent, "image_urls", ())) if sent is not None else None
             try:
                 # Committed before the create is sent: a crash from here on is resumed with this key.
-                planned = await self._journal.plan(index, fp, plan.key, sources)
+                planned = await self._journal.plan(index, fp, plan.key, sources, custom_id_of(item))
             except BaseException:
                 self._not_created(plan)
                 raise
@@ -823,6 +944,7 @@ class BatchRun:
         self._settle(plan.estimate, actual)
         plan.estimate = actual
         self.stats.submitted += 1
+        self.stats.replayed += task.replayed
         if self._journal is not None:
             await self._journal.submitted(index, task.id, reserved)
             if reserved is not None and plan.request is not None:
@@ -835,7 +957,8 @@ class BatchRun:
         error: Exception | None = None
         if self._download_to is not None:
             try:
-                files = tuple(await self._downloader.download(task, self._download_to))
+                name = custom_id_of(item)
+                files = tuple(await self._downloader.download(task, self._download_to, name=name))
             except Exception as exc:  # DownloadError, or anything else: the completed, paid task is kept
                 error = exc  # the task stays in the outcome: its URLs are valid for 24 h
         if self._journal is not None:

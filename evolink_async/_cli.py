@@ -14,8 +14,9 @@ import os
 import random
 import sys
 import time
+import types
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +27,11 @@ from ._batch import BatchRun, Outcome, _price_class, _to_request
 from ._client import AsyncClient
 from ._config import ENV_API_KEY, Limits
 from ._converter import task_to_wire
+from ._custom_id import CustomIds
 from ._files import check_local_sources
 from ._journal import Journal
 from ._requests import check_field_names, request_fields
+from ._results import ResultsFile
 from ._sheet import ContactSheet
 from ._text import printable
 from .models import REQUEST_KINDS, AudioRequest, ImageRequest, Request, Task, TaskStatus, VideoRequest
@@ -98,7 +101,8 @@ def _parse_line(path: Path, number: int, text: str) -> str | dict[str, Any]:
             raise errors.ValidationError("type", f"{kind!r} is not one of {', '.join(REQUEST_KINDS)}")
         # The same check as Python keywords: a misspelled field is refused, not sent. Fields the SDK does
         # not know go through when asked for explicitly: {"prompt": "...", "extra": {"new_field": 1}}.
-        check_field_names({k: v for k, v in data.items() if k not in ("prompt", "type")}, known=request_fields(cls))
+        names = {k: v for k, v in data.items() if k not in ("prompt", "type", "custom_id")}
+        check_field_names(names, known=request_fields(cls))
     except errors.ValidationError as exc:
         raise CLIError(f"{path}:{number}: {exc}") from None
     if isinstance(data.get("image_urls"), list):
@@ -125,15 +129,17 @@ def _json_kind(data: object) -> str:
 
 
 def _check_batch_file(path: Path, fields: dict[str, Any], *, plain: bool = False) -> Counter[str]:
-    """Every line parsed, built into its request and checked (local files too) before anything is sent: the
-    number of inputs of each price class."""
+    """Every line parsed, built into its request and checked (local files too, custom ids unique) before anything
+    is sent: the number of inputs of each price class."""
     if path.is_dir():
         raise CLIError(f"{path} is a directory: give a batch file (one prompt or JSON object per line)")
     if not path.is_file():
         raise CLIError(f"no such batch file: {path}")
     classes: Counter[str] = Counter()
+    custom_ids = CustomIds()
     for number, item in read_batch_file(path, plain=plain):
         try:
+            custom_ids.check(item)
             request = _to_request(item, fields)
             check_local_sources(request)
         except errors.ValidationError as exc:
@@ -306,6 +312,7 @@ async def cmd_batch(args: argparse.Namespace) -> int:
     lines: list[int] = []
     out_dir = Path(args.out) if args.out else None
     inputs = (item for _, item in read_batch_file(path, lines, plain=args.plain))
+    results = await anyio.to_thread.run_sync(ResultsFile, Path(args.results)) if args.results else None
     async with _client(args, concurrency=args.concurrency) as client:
         return await run_batch(
             client,
@@ -319,6 +326,8 @@ async def cmd_batch(args: argparse.Namespace) -> int:
             fields=fields,
             console=_console(),
             sheet=None if out_dir is None else ContactSheet(out_dir, title=f"evolink batch {path.name}"),
+            results=results,
+            options={"retry_failed": args.retry_failed, "retry_delay": args.retry_delay},
         )
 
 
@@ -409,17 +418,46 @@ async def run_batch(
     show_outcomes: bool = False,
     lines: list[int] | None = None,
     sheet: ContactSheet | None = None,
+    results: ResultsFile | None = None,
+    options: Mapping[str, Any] = types.MappingProxyType({}),
 ) -> int:
-    """The batch path shared by ``evolink batch`` and ``evolink demo``: progress bar, a summary, the contact sheet."""
+    """The batch path shared by ``evolink batch`` and ``evolink demo``: progress bar, a summary, the contact sheet,
+    the results file. ``options``: more ``generate_many`` options (``retry_failed``, ``retry_delay``)."""
     started = time.monotonic()
     failures: list[Outcome] = []
     resumed = 0
-    progress = _progress_bar(console)
     if sheet is not None:
         inputs = sheet.timed(inputs)  # notes when each input is taken: the time its card shows
     run: BatchRun = client.generate_many(
-        inputs, budget=budget, cost_per_task=cost_per_task, download_to=out_dir, journal=journal, **fields
+        inputs, budget=budget, cost_per_task=cost_per_task, download_to=out_dir, journal=journal, **options, **fields
     )
+
+    def take(outcome: Outcome) -> None:
+        nonlocal resumed
+        resumed += outcome.resumed
+        if not outcome.ok:
+            failures.append(outcome)
+        if show_outcomes:
+            _print_outcome(console, outcome)
+        for sink in (sheet, results):
+            if sink is not None:
+                sink.add(outcome)
+
+    await _drive(run, _progress_bar(console), total, take)
+    elapsed = time.monotonic() - started
+    if results is not None:
+        results.close()
+        console.print(f"results: {results.path} ({results.lines} lines)", soft_wrap=True, markup=False)
+    _summary(console, run, failures, resumed, elapsed, out_dir)
+    _failure_table(console, failures, lines)
+    if sheet is not None:
+        page = await anyio.to_thread.run_sync(sheet.write, run.stats, elapsed)
+        console.print(f"contact sheet: {page}", soft_wrap=True, markup=False)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+async def _drive(run: BatchRun, progress: Progress, total: int, take: Callable[[Outcome], None]) -> None:
+    """Run the batch under a live progress bar, handing each outcome to ``take`` as it comes."""
     with progress:
         bar = progress.add_task("batch", total=total, ok=0, failed=0, flight=0, skipped="")
 
@@ -439,26 +477,13 @@ async def run_batch(
 
                     ticker.start_soon(tick)
                     async for outcome in run:
-                        resumed += outcome.resumed
-                        if not outcome.ok:
-                            failures.append(outcome)
-                        if show_outcomes:
-                            _print_outcome(console, outcome)
-                        if sheet is not None:
-                            sheet.add(outcome)
+                        take(outcome)
                         refresh()
                     ticker.cancel_scope.cancel()
             except BaseException:
                 _IN_FLIGHT[:] = run.task_ids_in_flight  # interrupted: the last lines name what goes on, paid
                 raise
             refresh()
-    elapsed = time.monotonic() - started
-    _summary(console, run, failures, resumed, elapsed, out_dir)
-    _failure_table(console, failures, lines)
-    if sheet is not None:
-        page = await anyio.to_thread.run_sync(sheet.write, run.stats, elapsed)
-        console.print(f"contact sheet: {page}", soft_wrap=True, markup=False)
-    return EXIT_FAILED if failures else EXIT_OK
 
 
 def _describe(outcome: Outcome) -> str:
@@ -490,7 +515,7 @@ def _raw_reason(outcome: Outcome) -> str:
         return "not submitted: budget reached"
     if isinstance(error, errors.NotSubmittedError) and error.refusal is not None:
         return f"not submitted: creates refused ({type(error.refusal).__name__}, HTTP {error.refusal.status})"
-    return f"{type(error).__name__}: {error}"
+    return f"{type(error).__name__}: {error}{_suggested(error)}"
 
 
 def _summary(
@@ -509,6 +534,10 @@ def _summary(
         table.add_row("not submitted", str(s.not_submitted))
     if resumed:
         table.add_row("resumed from journal", str(resumed))
+    if s.replayed:
+        table.add_row("creates replayed (not charged again)", str(s.replayed))
+    if s.retried:
+        table.add_row("failed tasks resubmitted (new tasks)", str(s.retried))
     table.add_row(
         "credits committed (all runs of this journal)" if resumed else "credits committed", f"{s.committed_credits:g}"
     )
@@ -519,7 +548,9 @@ def _summary(
     refusal = next((o.error.refusal for o in failures if isinstance(o.error, errors.NotSubmittedError)), None)
     if refusal is not None:
         # One line that says why the rest was not sent: the key, the credits or access to the model.
-        why = escape(printable(f"{type(refusal).__name__} (HTTP {refusal.status}): {refusal.message}"))
+        why = escape(
+            printable(f"{type(refusal).__name__} (HTTP {refusal.status}): {refusal.message}{_suggested(refusal)}")
+        )
         console.print(
             f"[red]stopped submitting:[/] {why} — fix the key, credits or model access and rerun"
             " (with --journal, only the rest is sent)",
@@ -734,6 +765,24 @@ def _add_media_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print ids, URLs, sizes and expiry as JSON")
 
 
+def _add_batch_outputs(p: argparse.ArgumentParser) -> None:
+    """``evolink batch``'s results file and explicit retries of failed tasks."""
+    p.add_argument(
+        "--results", metavar="FILE", help="write a JSON line per input (custom_id, task id, status, URLs, files, error)"
+    )
+    p.add_argument(
+        "--retry-failed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="resubmit an input whose task failed with a retryable code (service_error...) up to N times, as new"
+        " paid tasks within the budget (default: %(default)s)",
+    )
+    p.add_argument(
+        "--retry-delay", type=float, default=30.0, metavar="S", help="seconds before each resubmission (default: 30)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evolink",
@@ -768,6 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cost-per-task", type=float, metavar="CREDITS", help="a guess of a task's price (see --budget)")
     p.add_argument("--plain", action="store_true", help="every line is a prompt as it is (no JSON objects)")
     p.add_argument("--dry-run", action="store_true", help="check every line, count and price them; send nothing")
+    _add_batch_outputs(p)
 
     p = sub.add_parser("task", help="read or wait for a task by id")
     p.add_argument("action", choices=("get", "wait"))
@@ -825,7 +875,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"evolink: error: {exc}", file=sys.stderr)
         return EXIT_USAGE  # bad input or settings: nothing was sent
     except errors.EvolinkError as exc:
-        print(f"evolink: error: {exc}{_running_hint()}", file=sys.stderr)
+        print(f"evolink: error: {exc}{_suggested(exc)}{_running_hint()}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"evolink: interrupted{_running_hint()}", file=sys.stderr)
@@ -837,7 +887,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"evolink: error: {ours}", file=sys.stderr)
             return ours.code
         if ours is not None:
-            print(f"evolink: error: {ours}", file=sys.stderr)
+            print(f"evolink: error: {ours}{_suggested(ours)}", file=sys.stderr)
             return EXIT_FAILED
         if os.environ.get("EVOLINK_DEBUG"):
             raise
@@ -854,6 +904,12 @@ _RUNNING: dict[str, str] = {}
 
 #: The tasks an interrupted batch left in flight (see run_batch).
 _IN_FLIGHT: list[str] = []
+
+
+def _suggested(exc: object) -> str:
+    """The server's suggestion on an API error (printable, bounded when it was read), as the end of a line."""
+    suggestion = getattr(exc, "fallback_suggestion", None)
+    return f" — server suggests: {suggestion}" if isinstance(suggestion, str) and suggestion else ""
 
 
 def _running_hint() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import types
 from collections.abc import AsyncIterable, Iterable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -24,7 +25,7 @@ from ._config import (
     resolve_files_base_url,
 )
 from ._coordinator import Coordinator
-from ._download import Downloader
+from ._download import Downloader, ResultStream
 from ._engine import Engine, OnUpdate, failure_of
 from ._files import Files
 from ._pace import RateLimiter
@@ -36,6 +37,7 @@ from ._requests import (
     check_timeout,
     new_idempotency_key,
 )
+from ._tasks import Tasks
 from ._text import id_problem
 from ._transport import Transport
 from ._webhooks import CallbackReceiver
@@ -222,6 +224,11 @@ class AsyncClient:
         return self._callbacks
 
     @property
+    def tasks(self) -> Tasks:
+        """The account's tasks as EvoLink lists them: ``async for t in client.tasks.list(status="processing")``."""
+        return Tasks(self._api, self._engine.check_open)
+
+    @property
     def files(self) -> Files:
         """EvoLink's files API with this client's key: ``upload``, ``quota``, ``list``, ``delete``."""
         return self._files
@@ -337,6 +344,30 @@ class AsyncClient:
         self._engine.check_open()
         return await self._downloader.download(task, directory, overwrite=overwrite)
 
+    async def result_bytes(self, task: Task, index: int = 0) -> bytes:
+        """The bytes of result ``index`` of a completed ``task``, in memory (a web app re-serving a picture needs
+        no temporary file): the same size cap (``limits.max_download_bytes``), retries and key hygiene as
+        :meth:`download`. Raises DownloadError (links expire after 24 h)."""
+        self._engine.check_open()
+        return await self._downloader.read(task, index)
+
+    def stream_result(
+        self, task: Task, index: int = 0, *, chunk_size: int = 64 * 1024
+    ) -> AbstractAsyncContextManager[ResultStream]:
+        """Result ``index`` of a completed ``task`` as it arrives, for big videos::
+
+            async with client.stream_result(task) as stream:   # stream.content_type, stream.size
+                async for chunk in stream:
+                    await response.write(chunk)
+
+        Opening is retried like :meth:`download`; the body stays under ``limits.max_download_bytes``, and a
+        failure once bytes have flowed raises DownloadError (never a silent restart).
+        """
+        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+            raise errors.ValidationError("chunk_size", f"must be an int >= 1, got {chunk_size!r}")
+        self._engine.check_open()
+        return self._downloader.stream(task, index, chunk_size)
+
     def generate_many(
         self,
         requests: Iterable[BatchInput] | AsyncIterable[BatchInput],
@@ -347,6 +378,8 @@ class AsyncClient:
         download_to: str | os.PathLike[str] | None = None,
         journal: str | os.PathLike[str] | None = None,
         timeout: float | None = None,
+        retry_failed: int = 0,
+        retry_delay: float = 30.0,
         **fields: Unpack[ImageFields],
     ) -> BatchRun:
         """Generate for many inputs; yield an :class:`Outcome` per input as each completes::
@@ -365,7 +398,9 @@ class AsyncClient:
         file) makes the batch resumable: rerun it with the same inputs and journal, and finished inputs are
         skipped, submitted ones awaited, the rest submitted with their saved Idempotency-Key — no duplicate
         charge after a crash. ``fields`` apply to every input (e.g. ``size="16:9"``). ``timeout`` bounds each
-        task's wait.
+        task's wait. ``retry_failed=n`` gives an input whose task failed with a code EvoLink marks as worth
+        resubmitting (``service_error``, ``generation_timeout``...; never a content-policy refusal) up to ``n``
+        new, paid tasks, each ``retry_delay`` seconds after the failure and counted against the budget.
         """
         return BatchRun(
             self._engine,
@@ -378,6 +413,8 @@ class AsyncClient:
             journal=journal,
             timeout=timeout if timeout is not None else self.timeouts.wait,
             fields=fields,
+            retry_failed=retry_failed,
+            retry_delay=retry_delay,
         )
 
     async def generate_all(
@@ -390,6 +427,8 @@ class AsyncClient:
         download_to: str | os.PathLike[str] | None = None,
         journal: str | os.PathLike[str] | None = None,
         timeout: float | None = None,
+        retry_failed: int = 0,
+        retry_delay: float = 30.0,
         **fields: Unpack[ImageFields],
     ) -> list[Outcome]:
         """``generate_many`` collected into a list in input order (one Outcome per input)."""
@@ -402,6 +441,8 @@ class AsyncClient:
             download_to=download_to,
             journal=journal,
             timeout=timeout,
+            retry_failed=retry_failed,
+            retry_delay=retry_delay,
             **fields,
         )
         async with run:

@@ -37,6 +37,7 @@ from .models import (
     TaskError,
     TaskInfo,
     TaskStatus,
+    TaskSummary,
     UploadedFile,
     Usage,
     VideoRequest,
@@ -54,6 +55,7 @@ __all__ = (
     "structure_quota",
     "structure_uploaded",
     "structure_task",
+    "structure_task_page",
     "task_to_wire",
 )
 
@@ -213,7 +215,10 @@ def _shared_part(hook: Callable[[Any, type], Any], key: str, cls: type, value: A
 
 
 def _structure_task(
-    parts: Mapping[str, Callable[[Any, type], Any]], item_hook: Callable[[Any, type], ResultItem], data: Any
+    parts: Mapping[str, Callable[[Any, type], Any]],
+    item_hook: Callable[[Any, type], ResultItem],
+    data: Any,
+    request_id: str | None = None,
 ) -> Task:
     """``parts``: the structure hook of each optional sub-object, looked up once (not per task)."""
     if not isinstance(data, Mapping):
@@ -260,6 +265,7 @@ def _structure_task(
         results=results,
         result_data=result_data,
         extra=NOTHING_EXTRA if extra is None else extra,
+        request_id=request_id,
         **parsed,
     )
 
@@ -385,7 +391,9 @@ def make_converter() -> cattrs.Converter:
 
 converter = make_converter()
 # Looked up once: a task is read per status read, and the converter's dispatch would cost each time.
-_task_hook = converter.get_structure_hook(Task)
+# (With the request id of the answer, which the converter's hook has no way to pass.)
+_task_parts = {key: converter.get_structure_hook(cls) for key, cls in _OPTIONAL_OBJECTS}
+_item_hook = converter.get_structure_hook(ResultItem)
 
 
 # -- the functions the rest of the package calls -------------------------------------------------------------
@@ -394,8 +402,7 @@ _task_hook = converter.get_structure_hook(Task)
 def structure_task(data: Any, *, request_id: str | None = None) -> Task:
     """A ``Task`` from one decoded task object; raises MalformedResponseError if it has no id/status."""
     try:
-        task: Task = _task_hook(data, Task)
-        return task
+        return _structure_task(_task_parts, _item_hook, data, request_id)
     except MalformedResponseError as exc:
         exc.request_id = exc.request_id or request_id
         raise
@@ -496,6 +503,44 @@ def batch_items(data: Any, *, request_id: str | None = None) -> list[Any]:
     if not isinstance(items, list):
         raise MalformedResponseError("batch answer has no 'data' list", request_id=request_id)
     return items
+
+
+_SUMMARY_KNOWN = frozenset({"id", "status", "model", "type", "progress", "created_at"})
+
+
+def _structure_summary(item: Any) -> TaskSummary:
+    if not isinstance(item, Mapping) or not isinstance(item.get("id"), str) or not item["id"]:
+        raise MalformedResponseError(f"task list item has no string id: {str(item)[:200]}")
+    raw_status = item.get("status")
+    if not isinstance(raw_status, str):
+        raise MalformedResponseError(f"task list item has no string status: {str(item)[:200]}", task_id=item["id"])
+    status = _STATUSES.get(raw_status) or _STATUSES.get(raw_status.lower(), TaskStatus.UNKNOWN)
+    created = _lenient_float(item.get("created_at"))
+    extra = {k: v for k, v in item.items() if k not in _SUMMARY_KNOWN}
+    return TaskSummary(
+        id=item["id"],
+        status=status,
+        raw_status=raw_status,
+        model=_lenient_str(item.get("model")),
+        type=_lenient_str(item.get("type")),
+        progress=_progress(item.get("progress")),
+        created=int(created) if created is not None else None,
+        extra=extra or NOTHING_EXTRA,
+    )
+
+
+def structure_task_page(data: Any, *, request_id: str | None = None) -> tuple[list[TaskSummary], int | None]:
+    """The items and ``total`` of a ``GET /v1/tasks`` answer; an unreadable item is a MalformedResponseError
+    (skipping it would hide a paid task from a recovery)."""
+    items = data.get("data") if isinstance(data, Mapping) else None
+    if not isinstance(items, list):
+        raise MalformedResponseError("task list answer has no 'data' list", request_id=request_id)
+    try:
+        summaries = [_structure_summary(item) for item in items]
+    except MalformedResponseError as exc:
+        exc.request_id = exc.request_id or request_id
+        raise
+    return summaries, _lenient_int(data.get("total"))
 
 
 def request_to_wire(req: Request) -> dict[str, Any]:

@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS items (
     files TEXT,
     credits REAL,
     updated REAL NOT NULL,
-    sources TEXT
+    sources TEXT,
+    custom_id TEXT
 );
 CREATE TABLE IF NOT EXISTS prices (
     price_class TEXT PRIMARY KEY,
@@ -77,6 +78,8 @@ class JournalEntry:
     credits: float | None
     #: The URLs its local ``image_urls`` were uploaded to before the create (``None``: it had none).
     sources: tuple[str, ...] | None = None
+    #: The input's own ``custom_id``, when it had one.
+    custom_id: str | None = None
 
 
 class Journal:
@@ -109,6 +112,8 @@ class Journal:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(items)")}
             if "sources" not in columns:  # a journal written before uploads existed
                 conn.execute("ALTER TABLE items ADD COLUMN sources TEXT")
+            if "custom_id" not in columns:  # ... or before inputs had their own ids
+                conn.execute("ALTER TABLE items ADD COLUMN custom_id TEXT")
             return conn
 
         try:
@@ -124,8 +129,8 @@ class Journal:
     async def get(self, index: int) -> JournalEntry | None:
         row = await self._run(
             lambda c: c.execute(
-                "SELECT idx, fingerprint, idempotency_key, task_id, state, task_json, files, credits, sources "
-                "FROM items WHERE idx = ?",
+                "SELECT idx, fingerprint, idempotency_key, task_id, state, task_json, files, credits, sources, "
+                "custom_id FROM items WHERE idx = ?",
                 (index,),
             ).fetchone()
         )
@@ -141,16 +146,29 @@ class Journal:
             files=tuple(json.loads(row[6])) if row[6] else (),
             credits=row[7],
             sources=tuple(json.loads(row[8])) if row[8] else None,
+            custom_id=row[9],
         )
 
-    async def plan(self, index: int, fp: str, key: str, sources: list[str] | None = None) -> None:
+    async def plan(
+        self, index: int, fp: str, key: str, sources: list[str] | None = None, custom_id: str | None = None
+    ) -> None:
         """Record the key (and the URLs of the request's uploads) before the create is sent (committed on return)."""
         text = json.dumps(sources) if sources is not None else None
         await self._run(
             lambda c: c.execute(
-                "INSERT INTO items (idx, fingerprint, idempotency_key, state, updated, sources) "
-                "VALUES (?, ?, ?, 'planned', ?, ?)",
-                (index, fp, key, time.time(), text),
+                "INSERT INTO items (idx, fingerprint, idempotency_key, state, updated, sources, custom_id) "
+                "VALUES (?, ?, ?, 'planned', ?, ?, ?)",
+                (index, fp, key, time.time(), text, custom_id),
+            )
+        )
+
+    async def replan(self, index: int, key: str) -> None:
+        """A failed input gets a new task (``retry_failed``): its new key, recorded before that create is sent."""
+        await self._run(
+            lambda c: c.execute(
+                "UPDATE items SET idempotency_key = ?, task_id = NULL, state = 'planned', task_json = NULL, "
+                "credits = NULL, updated = ? WHERE idx = ?",
+                (key, time.time(), index),
             )
         )
 

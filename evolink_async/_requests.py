@@ -57,7 +57,9 @@ _REQUEST_TYPES = tuple(REQUEST_KINDS.values())
 #: The options of each call (not request fields): a typo of one is named as such.
 SUBMIT_OPTIONS = frozenset({"idempotency_key"})
 GENERATE_OPTIONS = frozenset({"idempotency_key", "timeout", "on_update"})
-BATCH_OPTIONS = frozenset({"max_in_flight", "budget", "cost_per_task", "download_to", "journal", "timeout"})
+BATCH_OPTIONS = frozenset(
+    {"max_in_flight", "budget", "cost_per_task", "download_to", "journal", "timeout", "retry_failed", "retry_delay"}
+)
 
 
 def check_field_names(

@@ -139,6 +139,7 @@ class SharedJournal:
             files=tuple(data.get("files") or ()),
             credits=data.get("credits"),
             sources=tuple(data["sources"]) if data.get("sources") is not None else None,
+            custom_id=data.get("custom_id"),
         )
 
     async def finished_among(self, indices: list[int]) -> set[int]:
@@ -160,10 +161,14 @@ class SharedJournal:
         text = json.dumps(data)
         await self._call("write the journal", lambda: self._redis.hset(self._items, str(index), text))
 
-    async def plan(self, index: int, fp: str, key: str, sources: list[str] | None = None) -> bool:
+    async def plan(
+        self, index: int, fp: str, key: str, sources: list[str] | None = None, custom_id: str | None = None
+    ) -> bool:
         """Store the key before the create is sent; False (nothing stored) if this worker no longer holds the
         input's claim — another worker took it over, and only its key may be sent."""
         entry = {"fingerprint": fp, "key": key, "state": "planned", "sources": sources, "updated": time.time()}
+        if custom_id is not None:
+            entry["custom_id"] = custom_id
         keys = [self._claim_key(index), self._items]
         args = [self._worker, str(index), json.dumps(entry)]
         planned = await self._call("write the journal", lambda: self._plan(keys=keys, args=args))

@@ -52,6 +52,7 @@ class Card:
     files: tuple[str, ...] = ()  # paths relative to the sheet's folder, with "/" separators
     error: str | None = None
     resumed: bool = False  # a journal knew it from an earlier run: its time is this run's, not the task's
+    custom_id: str | None = None  # the input's own id (checked printable when it was read)
 
     @property
     def ok(self) -> bool:
@@ -117,6 +118,7 @@ def card_for(outcome: Outcome, folder: Path, seconds: float | None = None) -> Ca
         files=files,
         error=_error_text(outcome.error),
         resumed=outcome.resumed,
+        custom_id=outcome.custom_id,
     )
 
 
@@ -215,6 +217,11 @@ def _card_html(card: Card) -> str:
         seconds += " (resumed from the journal)"
     error = "" if card.error is None else f'\n    <p class="error">{e(card.error)}</p>'
     state = "ok" if card.ok else "failed"
+    custom = (
+        ""
+        if card.custom_id is None
+        else f'\n      <dt>id</dt><dd class="custom-id"><code>{e(card.custom_id)}</code></dd>'
+    )
     return f"""<article class="card {state}" id="input-{card.index}" data-status="{e(card.status)}">
   <div class="media">{media}</div>
   <div class="body">
@@ -222,7 +229,7 @@ def _card_html(card: Card) -> str:
     <dl>
       <dt>status</dt><dd class="status">{e(card.status)}</dd>
       <dt>kind</dt><dd>{e(card.kind)}</dd>
-      <dt>task</dt><dd><code>{e(card.task_id or "—")}</code></dd>
+      <dt>task</dt><dd><code>{e(card.task_id or "—")}</code></dd>{custom}
       <dt>credits</dt><dd>{credits}</dd>
       <dt>time</dt><dd>{seconds}</dd>
     </dl>{error}

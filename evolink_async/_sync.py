@@ -15,6 +15,7 @@ import os
 import threading
 import types
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,7 +24,19 @@ import anyio.from_thread
 from . import errors, events
 from ._batch import BatchInput, BatchRun, Outcome
 from ._client import AsyncClient
-from .models import Credits, FilePage, FileQuota, ImageFields, ImageSource, Request, Task, UploadedFile
+from ._tasks import TaskListing
+from .models import (
+    Credits,
+    FilePage,
+    FileQuota,
+    ImageFields,
+    ImageSource,
+    Request,
+    Task,
+    TaskStatus,
+    TaskSummary,
+    UploadedFile,
+)
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -71,6 +84,17 @@ class Client:
     def files(self) -> SyncFiles:
         """The files API: ``quota()``, ``list()``, ``delete()`` (see :attr:`AsyncClient.files`)."""
         return SyncFiles(self)
+
+    @property
+    def callbacks(self) -> SyncCallbacks:
+        """The client's receiver of EvoLink callbacks, for a sync web framework (Flask, Django's sync views):
+        ``status, answer = client.callbacks.handle(request_body)``."""
+        return SyncCallbacks(self)
+
+    @property
+    def tasks(self) -> SyncTasks:
+        """The account's tasks: ``for t in client.tasks.list(status="processing")`` (see :attr:`AsyncClient.tasks`)."""
+        return SyncTasks(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -199,6 +223,11 @@ class Client:
         paths: list[Path] = self._call(self._async.download, task, directory, overwrite=overwrite)
         return paths
 
+    def result_bytes(self, task: Task, index: int = 0) -> bytes:
+        """See :meth:`AsyncClient.result_bytes`."""
+        data: bytes = self._call(self._async.result_bytes, task, index)
+        return data
+
     def generate_all(self, requests: Iterable[BatchInput], **options: Any) -> list[Outcome]:
         """See :meth:`AsyncClient.generate_all` (the same options)."""
         outcomes: list[Outcome] = self._call(self._async.generate_all, requests, **options)
@@ -272,3 +301,49 @@ async def _apply(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str
         raise
     finally:
         ended.set()
+
+
+class SyncCallbacks:
+    """The callback receiver of a sync :class:`Client` (``client.callbacks``), safe to call from any thread."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def handle(self, body: bytes) -> tuple[int, dict[str, str]]:
+        """See :meth:`CallbackReceiver.handle`: judged on the client's loop, where its waits are; returns (HTTP
+        status, JSON answer) at once, and the confirming read runs in the client."""
+        answer: tuple[int, dict[str, str]] = self._client._call(self._client._async.callbacks.handle, bytes(body))
+        return answer
+
+
+class SyncTasks:
+    """The account's tasks, for a sync :class:`Client` (``client.tasks``)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        model: str | None = None,
+        since: datetime | float | None = None,
+        limit: int | None = None,
+        page_size: int = 50,
+    ) -> Iterator[TaskSummary]:
+        """See :meth:`Tasks.list`: a plain iterator, a page fetched as the loop reaches it.
+
+        Arguments are checked here, before the first ``next()``.
+        """
+        listing = self._client._async.tasks.list(
+            status=status, model=model, since=since, limit=limit, page_size=page_size
+        )
+        return self._iterate(listing)
+
+    def _iterate(self, listing: TaskListing) -> Iterator[TaskSummary]:
+        while True:
+            try:
+                item: TaskSummary = self._client._call(listing.__anext__)
+            except StopAsyncIteration:
+                return
+            yield item

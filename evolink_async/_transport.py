@@ -19,6 +19,7 @@ import attrs
 
 from . import errors, events
 from ._config import Timeouts
+from ._proxy import proxy_for
 from ._retry import parse_retry_after
 from ._text import REDACTED, id_problem, redact
 from ._version import __version__
@@ -97,6 +98,7 @@ def error_from_response(
         "param": fields.get("param") or None,
         "request_id": request_id,
         "body": payload if payload is not None else raw[:500].decode("utf-8", "replace"),
+        "fallback_suggestion": _suggestion(fields.get("fallback_suggestion")),
     }
     if cls is errors.RateLimitError:
         return errors.RateLimitError(message, retry_after=parse_retry_after(headers.get("retry-after")), **kwargs)
@@ -110,6 +112,14 @@ def path_segment(field: str, value: str) -> str:
     if problem is not None:
         raise errors.ValidationError(field, problem)
     return quote(value, safe="")
+
+
+def _suggestion(value: Any) -> str | None:
+    """The server's ``fallback_suggestion``: printable text, bounded (it reaches terminals and logs)."""
+    if not isinstance(value, str):
+        return None
+    text = "".join(ch if ch.isprintable() else " " for ch in value[:300]).strip()
+    return text or None
 
 
 class Transport:
@@ -137,6 +147,12 @@ class Transport:
         self._session = session
         self._loop: asyncio.AbstractEventLoop | None = None
         self._owns_session = session is None
+        # No redirect is followed (the key would follow it). The proxy is read once, as httpx does when a client
+        # is made; a session of the caller's keeps its own settings.
+        self._options: dict[str, Any] = {
+            "allow_redirects": False,
+            "proxy": proxy_for(base_url) if session is None else None,
+        }
         self.requests_sent = 0
         self.closed = False
 
@@ -201,7 +217,7 @@ class Transport:
         failure: errors.APIConnectionError | None = None
         try:
             async with self._get_session().request(
-                method, self.base_url + path, data=data, headers=headers, timeout=client_timeout, allow_redirects=False
+                method, self.base_url + path, data=data, headers=headers, timeout=client_timeout, **self._options
             ) as resp:
                 raw = await _read_capped(resp)
                 status = resp.status

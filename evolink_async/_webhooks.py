@@ -21,7 +21,7 @@ from ._text import id_problem
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = ("CallbackReceiver",)
+__all__ = ("CallbackEndpoint", "CallbackReceiver")
 
 log = logging.getLogger("evolink_async")
 
@@ -154,6 +154,75 @@ class CallbackReceiver:
                 break
         status, answer = self.handle(bytes(body))
         await _asgi_json(send, status, answer)
+
+
+class CallbackEndpoint:
+    """A place to mount the callback receiver before its client exists: bind it when the client starts.
+
+    Web apps make their client at startup (a lifespan, a ``cleanup_ctx``), after their routes are declared::
+
+        callbacks = evo.CallbackEndpoint()
+        app.router.routes.append(Route("/evolink/callback", callbacks))    # an ASGI app itself (Starlette)
+
+        async with evo.AsyncClient(callback_url=...) as client:            # in the lifespan
+            callbacks.bind(client.callbacks)
+
+    Until it is bound (and after :meth:`unbind`), a delivery is answered 503, which EvoLink retries (1, 2, 4 s);
+    the client's polling catches any it gives up. Adapters: the object itself (ASGI), ``aiohttp_handler``,
+    and ``handle(body)`` for any other framework.
+    """
+
+    def __init__(self) -> None:
+        self._receiver: CallbackReceiver | None = None
+        #: Deliveries answered 503 because no receiver was bound.
+        self.unbound_deliveries = 0
+
+    def __repr__(self) -> str:
+        return f"<CallbackEndpoint bound={self._receiver is not None} unbound_deliveries={self.unbound_deliveries}>"
+
+    @property
+    def receiver(self) -> CallbackReceiver | None:
+        """The bound receiver (``client.callbacks``), or None."""
+        return self._receiver
+
+    def bind(self, receiver: CallbackReceiver) -> None:
+        """Route deliveries to ``receiver`` (``client.callbacks``) from now on."""
+        if not isinstance(receiver, CallbackReceiver):
+            raise TypeError(f"bind() takes client.callbacks (a CallbackReceiver), got {type(receiver).__name__}")
+        self._receiver = receiver
+
+    def unbind(self) -> None:
+        """Answer 503 again (the client is closing)."""
+        self._receiver = None
+
+    def handle(self, body: bytes) -> tuple[int, dict[str, str]]:
+        """See :meth:`CallbackReceiver.handle`; (503, ...) while unbound."""
+        if self._receiver is None:
+            self.unbound_deliveries += 1
+            return 503, {"status": "starting"}
+        return self._receiver.handle(body)
+
+    async def aiohttp_handler(self, request: web.Request) -> web.Response:
+        """An aiohttp.web handler for a POST route (see :meth:`CallbackReceiver.aiohttp_handler`)."""
+        if self._receiver is None:
+            from aiohttp import web
+
+            self.unbound_deliveries += 1
+            return web.json_response({"status": "starting"}, status=503)
+        return await self._receiver.aiohttp_handler(request)
+
+    @property
+    def asgi_app(self) -> CallbackEndpoint:
+        """The endpoint itself: it is a plain ASGI (3) app, routed as :attr:`CallbackReceiver.asgi_app` is."""
+        return self
+
+    async def __call__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
+        receiver = self._receiver
+        if receiver is not None:
+            await receiver._asgi(scope, receive, send)
+        elif scope["type"] == "http":
+            self.unbound_deliveries += 1
+            await _asgi_json(send, 503, {"status": "starting"})
 
 
 class _ASGIApp:

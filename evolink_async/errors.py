@@ -144,6 +144,7 @@ class APIError(EvolinkError):
         task_id: str | None = None,
         idempotency_key: str | None = None,
         body: Any = None,
+        fallback_suggestion: str | None = None,
     ) -> None:
         super().__init__(f"HTTP {status}: {message}" + (f" [code={code}]" if code not in (None, "") else ""))
         self.message = message
@@ -156,6 +157,8 @@ class APIError(EvolinkError):
         self.idempotency_key = idempotency_key
         #: The decoded error body (or the first bytes of a non-JSON body), for debugging.
         self.body = body
+        #: What the server suggests doing instead (its ``fallback_suggestion``), when it says.
+        self.fallback_suggestion = fallback_suggestion
 
 
 class BadRequestError(APIError):

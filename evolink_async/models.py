@@ -40,6 +40,7 @@ __all__ = (
     "TaskError",
     "TaskInfo",
     "TaskStatus",
+    "TaskSummary",
     "UploadedFile",
     "Usage",
     "VideoRequest",
@@ -208,6 +209,11 @@ class Task:
     result_data: tuple[ResultItem, ...] = ()
     error: TaskError | None = None
     extra: Mapping[str, Any] = attrs.field(default=NOTHING_EXTRA, repr=False)
+    #: The request id of the answer this state came from (``x-request-id``), for EvoLink's support; not compared.
+    request_id: str | None = attrs.field(default=None, eq=False, repr=False)
+    #: True on the task a create returned when the server replayed an earlier create with the same
+    #: Idempotency-Key (nothing was charged again); False on reads. Not compared.
+    replayed: bool = attrs.field(default=False, eq=False, repr=False)
 
     @property
     def is_final(self) -> bool:
@@ -222,12 +228,44 @@ class Task:
     @property
     def created_at(self) -> datetime | None:
         """``created`` as an aware UTC datetime."""
-        if self.created is None:
-            return None
-        try:
-            return datetime.fromtimestamp(self.created, tz=UTC)
-        except (OverflowError, OSError, ValueError):  # absurd timestamps: lenient, like every other field
-            return None
+        return _utc(self.created)
+
+
+@attrs.frozen(kw_only=True)
+class TaskSummary:
+    """One task of ``client.tasks.list()`` (``GET /v1/tasks``): what the listing tells, without result links.
+
+    Read the whole task with ``client.get_task(summary.id)`` (or await it with ``client.wait(summary.id)``).
+    ``raw_status`` and ``extra`` keep what the server sent, as on :class:`Task`.
+    """
+
+    id: str
+    status: TaskStatus
+    raw_status: str
+    model: str | None = None
+    type: str | None = None
+    progress: int | None = None
+    created: int | None = None
+    extra: Mapping[str, Any] = attrs.field(default=NOTHING_EXTRA, repr=False)
+
+    @property
+    def is_final(self) -> bool:
+        """True once the task is completed, failed or cancelled."""
+        return self.status.is_final
+
+    @property
+    def created_at(self) -> datetime | None:
+        """``created_at`` as an aware UTC datetime."""
+        return _utc(self.created)
+
+
+def _utc(seconds: int | None) -> datetime | None:
+    if seconds is None:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):  # absurd timestamps: lenient, like every other field
+        return None
 
 
 @attrs.frozen(kw_only=True)

@@ -6,8 +6,9 @@
 
     curl -X POST https://your.host/generate -H 'content-type: application/json' -d '{"prompt": "a cat"}'
 
-One AsyncClient lives for the app's lifespan; the callback receiver (a plain ASGI app, no FastAPI import in
-the SDK) is routed at /evolink/callback. Settings: EVOLINK_API_KEY, EVOLINK_BASE_URL, EVOLINK_CALLBACK_URL,
+One AsyncClient lives for the app's lifespan; the callback endpoint (a plain ASGI app, no FastAPI import in
+the SDK) is routed at /evolink/callback when the module loads, and bound to the client when the lifespan starts.
+Settings: EVOLINK_API_KEY, EVOLINK_BASE_URL, EVOLINK_CALLBACK_URL,
 EVOLINK_ALLOW_LOCAL_CALLBACKS=1 (local testing only), EVOLINK_REDIS_URL (several workers: `uvicorn --workers 4`,
 or replicas behind a load balancer, share limits and callbacks; docs/deploying.md) — as in examples/aiohttp_app.py.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
@@ -51,10 +52,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         coordinator=_coordinator(),
     ) as client:
         app.state.evolink = client
-        yield
+        callbacks.bind(client.callbacks)
+        try:
+            yield
+        finally:
+            callbacks.unbind()
 
 
 app = FastAPI(lifespan=lifespan)
+# Mounted before the client exists; bound in the lifespan. A route, not ``app.mount(...)``: a Mount answers
+# ``POST /evolink/callback`` with a 307 redirect to ``/evolink/callback/``, and EvoLink does not follow redirects.
+# (A plain ``async def (scope, receive, send)`` would not do either: Starlette takes a function for an endpoint
+# of a Request, and answers every callback 405.)
+callbacks = evo.CallbackEndpoint()
+app.router.routes.append(Route("/evolink/callback", callbacks))
 
 
 class GenerateIn(BaseModel):
@@ -80,19 +91,3 @@ async def generate(body: GenerateIn) -> GenerateOut:
     except evo.EvolinkError as exc:
         raise HTTPException(502, {"error": type(exc).__name__, "task_id": exc.task_id}) from exc
     return GenerateOut(task_id=task.id, urls=list(task.results))
-
-
-class EvolinkCallback:
-    """The receiver as a plain ASGI endpoint (it answers non-POST with 405 itself).
-
-    A route, not ``app.mount(...)``: a Mount answers ``POST /evolink/callback`` with a 307 redirect to
-    ``/evolink/callback/``, and EvoLink does not follow redirects, so every callback would be lost. An object,
-    not a function, so that Starlette hands it the raw ASGI call instead of a Request.
-    """
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        # Resolved per request: the client exists only once the lifespan has started.
-        await app.state.evolink.callbacks.asgi_app(scope, receive, send)
-
-
-app.router.routes.append(Route("/evolink/callback", EvolinkCallback()))

@@ -29,6 +29,7 @@ import anyio.from_thread
 import attrs
 import pytest
 
+from evolink_async import _default
 from evolink_async.testing import FakeEvolink, directive_plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,10 +129,13 @@ def _pages_with_python() -> list[Path]:
 @pytest.mark.parametrize("page", _pages_with_python(), ids=lambda page: str(page.relative_to(ROOT)))
 def test_the_python_blocks_of_a_page_run_against_the_simulator(page: Path, workdir: Path) -> None:
     namespace: dict[str, object] = {"__name__": "__main__"}
-    for block in blocks(page):
-        if block.not_run is not None:
-            continue
-        run_block(block, namespace)
+    try:
+        for block in blocks(page):
+            if block.not_run is not None:
+                continue
+            run_block(block, namespace)
+    finally:
+        _default._close()  # the one-liner's client belongs to this page's simulator, as at a script's exit
 
 
 def test_every_skipped_block_says_why_and_they_are_few() -> None:

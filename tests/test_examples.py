@@ -1,5 +1,6 @@
-"""The two example services, run as their users run them (a process on loopback over HTTPS, a ``trustme`` CA),
-against a simulator in the test: request -> task -> EvoLink's callback -> response, then a clean stop."""
+"""The example services (aiohttp, FastAPI, Django, Flask), run as their users run them (a process on loopback
+over HTTPS, a ``trustme`` CA), against a simulator in the test: request -> task -> EvoLink's callback ->
+response, then a clean stop."""
 
 from __future__ import annotations
 
@@ -62,13 +63,14 @@ class Service:
 
 
 def _command(name: str, port: int, tls: TLS) -> list[str]:
-    if name == "aiohttp":
-        return [sys.executable, "examples/aiohttp_app.py"]
+    if name in ("aiohttp", "flask"):
+        return [sys.executable, f"examples/{name}_app.py"]
+    app = {"fastapi": "examples.fastapi_app:app", "django": "examples.django_app:application"}[name]
     return [
         sys.executable,
         "-m",
         "uvicorn",
-        "examples.fastapi_app:app",
+        app,
         "--host",
         "127.0.0.1",
         "--port",
@@ -153,7 +155,7 @@ async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) 
         return resp.status, json.loads(await resp.text())
 
 
-SERVICES = pytest.mark.parametrize("service", ["aiohttp", "fastapi"], indirect=True)
+SERVICES = pytest.mark.parametrize("service", ["aiohttp", "fastapi", "django", "flask"], indirect=True)
 
 
 @SERVICES
