@@ -49,6 +49,14 @@ if TYPE_CHECKING:
 __all__ = ("AsyncClient", "OnUpdate")
 
 
+def _check_options(**options: object) -> None:
+    kinds = {"timeouts": Timeouts, "retry": RetryPolicy, "poll": PollPolicy, "limits": Limits}
+    for name, value in options.items():
+        cls = kinds[name]
+        if not isinstance(value, cls):
+            raise errors.ConfigurationError(f"{name} must be a {cls.__name__}, got {type(value).__name__}")
+
+
 def _observers_of(
     observers: events.Observers | None, hooks: Iterable[events.Hook], trace_configs: Iterable[aiohttp.TraceConfig]
 ) -> events.Observers:
@@ -104,14 +112,7 @@ class AsyncClient:
         trace_configs: Iterable[aiohttp.TraceConfig] = (),
         observers: events.Observers | None = None,
     ) -> None:
-        for name, value, cls in (
-            ("timeouts", timeouts, Timeouts),
-            ("retry", retry, RetryPolicy),
-            ("poll", poll, PollPolicy),
-            ("limits", limits, Limits),
-        ):
-            if not isinstance(value, cls):
-                raise errors.ConfigurationError(f"{name} must be a {cls.__name__}, got {type(value).__name__}")
+        _check_options(timeouts=timeouts, retry=retry, poll=poll, limits=limits)
         self.base_url = resolve_base_url(base_url)
         self.timeouts = timeouts
         self.retry = retry
@@ -122,15 +123,7 @@ class AsyncClient:
         key = resolve_api_key(api_key)
         self.observers = _observers_of(observers, event_hooks, trace_configs)
         transport, files_transport = (
-            Transport(
-                base_url=url,
-                api_key=key,
-                timeouts=timeouts,
-                max_connections=limits.max_connections,
-                observers=self.observers,
-                session=session,
-            )
-            for url in (self.base_url, self.files_base_url)
+            self._transport(url, key, session) for url in (self.base_url, self.files_base_url)
         )
         self.coordinator = coordinator
         self._rate = RateLimiter(limits.requests_per_second, limits.burst, shared=coordinator)
@@ -154,6 +147,16 @@ class AsyncClient:
         )
         self._callbacks: CallbackReceiver | None = None
         self.observers.clients.add(self)
+
+    def _transport(self, base_url: str, key: str, session: aiohttp.ClientSession | None) -> Transport:
+        return Transport(
+            base_url=base_url,
+            api_key=key,
+            timeouts=self.timeouts,
+            max_connections=self.limits.max_connections,
+            observers=self.observers,
+            session=session,
+        )
 
     def __repr__(self) -> str:
         queued = self._engine.slots.statistics().tasks_waiting

@@ -54,18 +54,27 @@ async def test_a_repeated_custom_id_is_refused_before_its_create(fake: FakeEvoli
     assert sorted(t.request["prompt"] for t in fake.tasks.values()) == [f"p{i} {QUICK}" for i in (0, 1, 3)]
 
 
-@pytest.mark.parametrize(
-    ("first", "second"),
-    [("a/b", "a_b"), ("Cover", "cover"), ("../x", "x")],
-)
-async def test_custom_ids_that_name_the_same_files_are_one_id_repeated(
-    fake: FakeEvolink, client: evo.AsyncClient, first: str, second: str
+async def test_custom_ids_that_differ_only_in_case_are_one_id_repeated(
+    fake: FakeEvolink, client: evo.AsyncClient
 ) -> None:
-    outcomes = await client.generate_all([line(first), line(second)])
+    # Their files would be one on a case-insensitive file system (macOS, Windows).
+    outcomes = await client.generate_all([line("Cover"), line("cover")])
     assert outcomes[0].ok
     assert isinstance(outcomes[1].error, evo.ValidationError)
     assert "names the same files" in str(outcomes[1].error)
     assert fake.stats.create_requests == 1
+
+
+@pytest.mark.parametrize(("first", "second"), [("a/b", "a_b"), ("../x", "x")])
+async def test_custom_ids_the_file_name_rule_changes_still_name_distinct_files(
+    client: evo.AsyncClient, tmp_path: Path, first: str, second: str
+) -> None:
+    # A name the rule had to change carries a hash of the raw id (safe_stem), so it never takes another's file.
+    outcomes = await client.generate_all([line(first), line(second)], download_to=tmp_path)
+    assert all(o.ok for o in outcomes)
+    names = [o.files[0].name for o in outcomes]
+    assert len(set(names)) == 2
+    assert names[1] == f"{second}-0.png"
 
 
 @pytest.mark.parametrize("bad", ["", "  ", 7, "x" * 129, "red\x1b[31m", "tab\there"])
@@ -84,7 +93,8 @@ async def test_a_custom_id_never_leaves_the_download_folder(client: evo.AsyncCli
     (outcome,) = await client.generate_all([line("../../etc/passwd")], download_to=out)
     assert outcome.ok
     assert [p.parent for p in outcome.files] == [out]
-    assert outcome.files[0].name == "etc_passwd-0.png"
+    assert outcome.files[0].name.startswith("etc_passwd~")  # sanitised, with a hash of the raw id
+    assert outcome.files[0].name.endswith("-0.png")
 
 
 async def test_the_journal_records_the_custom_id_and_a_rerun_keeps_the_names(
