@@ -6,6 +6,7 @@ The simulator serves on loopback from the test's event loop while Ray runs in a 
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -16,11 +17,11 @@ from typing import Any
 import anyio
 import pyarrow.parquet as pq
 import pytest
+from conftest import FAST_POLL, FAST_RETRY
 
 import evolink_async as evo
-from evolink_async.testing import FakeEvolink, TaskPlan
-
-from conftest import FAST_POLL, FAST_RETRY
+from evolink_async.testing import FakeEvolink, TaskPlan, directive_plan
+from evolink_async.testing._validation import price_of
 
 ray = pytest.importorskip("ray")
 evo_ray = pytest.importorskip("evolink_async.ray")
@@ -80,33 +81,98 @@ def _max_in_window(times: list[float], window: float) -> int:
     return best
 
 
-async def test_200_rows_on_two_actors_hold_the_shared_cap_and_pace_and_a_rerun_creates_nothing(
+async def test_200_rows_on_two_actors_never_exceed_the_shared_in_flight_cap_and_a_rerun_creates_nothing(
     ray_cluster: None, tmp_path: Path
 ) -> None:
     rows = [{"custom_id": f"row-{i}", "prompt": f"a cat number {i}"} for i in range(200)]
-    rate, burst = 150.0, 10
-    limits = evo.Limits(max_in_flight=8, requests_per_second=rate, burst=burst)
-    async with FakeEvolink(plan=_plan(0.3)) as fake:
+    rows[7]["prompt"] = "a cat that fails [fail:content_policy_violation]"
+    rows[9]["prompt"] = None  # not a prompt: an outcome of its own, nothing sent
+    limits = evo.Limits(max_in_flight=8, requests_per_second=None)
+    async with FakeEvolink(plan=functools.partial(directive_plan, default_duration=0.1)) as fake:
         out = tmp_path / "outcomes"
 
         def run() -> None:
             ds = ray.data.from_items(rows, override_num_blocks=8)
-            _generate(fake, ds, job="cap-and-pace", limits=limits).write_parquet(str(out))
+            _generate(fake, ds, job="cap", limits=limits).write_parquet(str(out))
 
         await _in_thread(run)
-        table = pq.read_table(out)
-        assert table.num_rows == 200
-        assert sorted(table.column("custom_id").to_pylist()) == sorted(r["custom_id"] for r in rows)
-        assert all(table.column("ok").to_pylist()), table.column("error_message").to_pylist()
-        assert fake.stats.creates == 200
+        table = {r["custom_id"]: r for r in pq.read_table(out).to_pylist()}
+        assert sorted(table) == sorted(r["custom_id"] for r in rows)  # one row per input
+        assert fake.stats.creates == 199
         # The simulator's own peak of tasks running: 8 across both actors (each alone would allow 8).
         assert fake.stats.max_running <= 8
-        times = [r.time for r in fake.stats.requests_seen if r.path.startswith("/v1/")]
-        assert _max_in_window(times, 1.0) <= rate * 1.0 + burst
-        ids = dict(zip(table.column("custom_id").to_pylist(), table.column("task_id").to_pylist(), strict=True))
+        failed, refused = table.pop("row-7"), table.pop("row-9")
+        assert (failed["status"], failed["error_class"], failed["error_code"]) == (
+            "failed",
+            "TaskFailedError",
+            "content_policy_violation",
+        )
+        assert failed["task_id"]
+        assert (refused["status"], refused["error_class"], refused["task_id"]) == (
+            "not_submitted",
+            "ValidationError",
+            None,
+        )
+        assert all(r["ok"] and r["status"] == "completed" and r["result_urls"] for r in table.values())
+        ids = {custom_id: r["task_id"] for custom_id, r in table.items()}
 
-        # The same job again: every input is awaited by its task id or replayed by its key; nothing is created.
-        rerun = await _in_thread(lambda: _generate(fake, ray.data.from_items(rows), job="cap-and-pace").take_all())
-        assert fake.stats.creates == 200
-        assert {r["custom_id"]: r["task_id"] for r in rerun} == ids
-        assert all(r["ok"] for r in rerun)
+        # The same job again: every input is awaited by its task id; nothing is created.
+        rerun = await _in_thread(
+            lambda: _generate(fake, ray.data.from_items(rows), job="cap", limits=limits).take_all()
+        )
+        assert fake.stats.creates == 199
+        assert {r["custom_id"]: r["task_id"] for r in rerun if r["ok"]} == ids
+
+
+async def test_two_actors_share_one_pace_and_one_budget(ray_cluster: None) -> None:
+    rows = [{"custom_id": f"row-{i}", "prompt": f"a dog number {i}"} for i in range(200)]
+    rate, burst = 100.0, 10
+    limits = evo.Limits(max_in_flight=64, requests_per_second=rate, burst=burst)
+    async with FakeEvolink(plan=_plan(0.05)) as fake:
+        price = price_of({"prompt": "x", "model": evo.ImageRequest("x").model})
+        budget = 120 * price
+
+        def run() -> list[dict[str, Any]]:
+            ds = ray.data.from_items(rows, override_num_blocks=8)
+            return list(_generate(fake, ds, job="pace", limits=limits, budget=budget).take_all())
+
+        out = await _in_thread(run)
+        assert len(out) == 200
+        # One budget for both actors: 120 tasks (each actor alone would have spent it all).
+        assert fake.stats.creates == 120
+        assert sum(r["ok"] for r in out) == 120
+        assert {r["error_class"] for r in out if not r["ok"]} == {"BudgetExceededError"}
+        # One pace for both actors, in every one-second window of the simulator's own clock.
+        times = sorted(r.time for r in fake.stats.requests_seen if r.path.startswith("/v1/"))
+        assert _max_in_window(times, 1.0) <= rate * 1.0 + burst
+        assert times[-1] - times[0] >= (len(times) - burst) / rate * 0.9
+
+
+async def test_an_actor_killed_mid_block_is_retried_by_ray_and_creates_each_row_once(
+    ray_cluster: None, tmp_path: Path
+) -> None:
+    rows = [{"custom_id": f"row-{i}", "prompt": f"a bird number {i}"} for i in range(100)]
+    rows[30]["prompt"] = "a bird that kills its actor"
+    flag = str(tmp_path / "killed")
+
+    def request(row: dict[str, Any]) -> str:
+        # Once in the whole run (the flag file says whether it happened): die 0.5 s into this block, while its
+        # tasks run; Ray restarts the actor and runs the block again.
+        if "kills" in row["prompt"] and not os.path.exists(flag):
+            with open(flag, "w") as f:
+                f.write(str(os.getpid()))
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGKILL)).start()
+        return str(row["prompt"])
+
+    async with FakeEvolink(plan=_plan(1.0)) as fake:
+
+        def run() -> list[dict[str, Any]]:
+            ds = ray.data.from_items(rows, override_num_blocks=4)
+            return list(_generate(fake, ds, job="kill", requests=request).take_all())
+
+        out = await _in_thread(run)
+        assert os.path.exists(flag)
+        assert len(out) == 100
+        assert all(r["ok"] for r in out), [r["error_message"] for r in out if not r["ok"]]
+        assert fake.stats.creates == 100  # exactly one per row, although one block ran twice
+        assert len({r["task_id"] for r in out}) == 100
