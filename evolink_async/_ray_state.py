@@ -92,9 +92,9 @@ class SharedState:
 
     # -- the in-flight cap -----------------------------------------------------------------------------
 
-    async def acquire_slot(self, limit: int, lease_seconds: float) -> str | None:
-        """A lease on one of ``limit`` slots, or None after a short wait (the caller asks again)."""
-        deadline = time.monotonic() + _SLOT_WAIT
+    async def acquire_slot(self, limit: int, lease_seconds: float, wait: float = _SLOT_WAIT) -> str | None:
+        """A lease on one of ``limit`` slots, or None after ``wait`` seconds (the caller asks again)."""
+        deadline = time.monotonic() + wait
         while True:
             now = time.monotonic()
             for lease in [lease for lease, expiry in self._leases.items() if expiry <= now]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -20,6 +21,9 @@ import pytest
 from conftest import FAST_POLL, FAST_RETRY
 
 import evolink_async as evo
+from evolink_async._ray_rows import block_inputs
+from evolink_async._ray_state import SharedState
+from evolink_async._requests import check_idempotency_key
 from evolink_async.testing import FakeEvolink, TaskPlan, directive_plan
 from evolink_async.testing._validation import price_of
 
@@ -176,3 +180,80 @@ async def test_an_actor_killed_mid_block_is_retried_by_ray_and_creates_each_row_
         assert all(r["ok"] for r in out), [r["error_message"] for r in out if not r["ok"]]
         assert fake.stats.creates == 100  # exactly one per row, although one block ran twice
         assert len({r["task_id"] for r in out}) == 100
+
+
+# -- without a cluster: keys, the shared state, settings ------------------------------------------------------
+
+
+def _keys(rows: list[dict[str, Any]], job: str = "job", **options: Any) -> list[str]:
+    block = block_inputs(job, rows, "prompt", {}, names_files=options.get("names_files", False))
+    return block.keys
+
+
+def test_two_identical_rows_without_custom_id_are_two_keys_and_the_same_block_gives_the_same_keys() -> None:
+    rows = [{"prompt": "a cat"}, {"prompt": "a cat"}, {"prompt": "a dog"}]
+    keys = _keys(rows)
+    assert len(set(keys)) == 3
+    assert _keys([dict(r) for r in rows]) == keys  # Ray runs the block again: the same keys
+    assert all(check_idempotency_key(k) == k for k in keys)
+    assert set(_keys(rows, job="other")).isdisjoint(keys)
+
+
+def test_a_custom_id_key_follows_the_row_wherever_it_is_and_changes_when_the_row_is_edited() -> None:
+    rows = [{"custom_id": "a", "prompt": "a cat"}, {"custom_id": "b", "prompt": "a cat"}]
+    first = dict(zip("ab", _keys(rows), strict=True))
+    moved = [{"custom_id": "z", "prompt": "another"}, rows[1], rows[0]]
+    assert _keys(moved)[1:] == [first["b"], first["a"]]  # another block, another place: the same key
+    edited = _keys([{"custom_id": "a", "prompt": "a cat, edited"}])
+    assert edited[0] != first["a"]  # a new task, not an idempotency_conflict
+
+
+def test_bad_rows_are_outcomes_of_their_own_naming_the_field() -> None:
+    rows = [
+        {"custom_id": "a", "prompt": "x"},
+        {"custom_id": "a", "prompt": "y"},
+        {"custom_id": "../etc", "prompt": "z"},
+        {"custom_id": 1.5, "prompt": "w"},
+        {"prompt": 3},
+    ]
+    block = block_inputs("job", rows, "prompt", {}, names_files=True)
+    assert block.errors[0] is None
+    assert [getattr(e, "field", None) for e in block.errors[1:]] == ["custom_id", "custom_id", "custom_id", "prompt"]
+    assert block.inputs[1:] == [None] * 4
+
+
+async def test_the_shared_state_grants_the_cap_takes_back_expired_leases_and_keeps_one_budget_per_job() -> None:
+    state = SharedState()
+    leases = [await state.acquire_slot(2, 60.0, wait=0.01) for _ in range(3)]
+    assert leases[0]
+    assert leases[1]
+    assert leases[2] is None
+    await state.release([leases[0]])
+    assert await state.acquire_slot(2, 0.01, wait=0.01)  # a lease its holder stops renewing...
+    await anyio.sleep(0.02)
+    assert await state.acquire_slot(2, 60.0, wait=0.01)  # ...comes back when it expires
+    assert [await state.reserve("j", 4.0, 10.0) for _ in range(3)] == [True, True, False]
+    assert await state.reserve("other job", 4.0, 10.0)
+    assert [await state.take_token(10.0, 2, 1.0) for _ in range(2)] == [0.0, 0.0]
+    assert await state.take_token(10.0, 2, 1.0) > 0
+
+
+def test_settings_name_the_bad_field_and_never_show_the_key() -> None:
+    for options, field in (({"job": ""}, "job"), ({"budget": -1}, "budget"), ({"fields": {"sise": "1:1"}}, "sise")):
+        with pytest.raises(evo.ValidationError) as info:
+            evo_ray.RaySettings(**{"job": "j", **options})
+        assert info.value.field == field
+    settings = evo_ray.RaySettings(job="j", api_key="sk-evo-secret-key-1234")
+    assert "sk-evo-secret" not in repr(settings)
+    assert pickle.loads(pickle.dumps(settings)).api_key.value == "sk-evo-secret-key-1234"
+
+
+def test_the_dataset_is_checked_before_any_work(ray_cluster: None) -> None:
+    ds = ray.data.from_items([{"text": "a cat"}])
+    with pytest.raises(evo.ValidationError, match="no column 'prompt'"):
+        evo_ray.generate(ds, job="j", api_key="sk-evo-x")
+    with pytest.raises(evo.ValidationError) as info:
+        evo_ray.generate(ray.data.from_items([{"prompt": "a", "status": "x"}]), job="j", api_key="sk-evo-x")
+    assert info.value.field == "status"
+    with pytest.warns(RuntimeWarning, match="no 'custom_id' column"):
+        evo_ray.generate(ds, job="j", api_key="sk-evo-x", requests="text")
