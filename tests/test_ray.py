@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from conftest import FAST_POLL, FAST_RETRY
@@ -152,7 +153,7 @@ async def test_two_actors_share_one_pace_and_one_budget(ray_cluster: None) -> No
         assert times[-1] - times[0] >= (len(times) - burst) / rate * 0.9
 
 
-async def test_an_actor_killed_mid_block_is_retried_by_ray_and_creates_each_row_once(
+async def test_an_actor_killed_mid_block_is_retried_by_ray_creates_each_row_once_and_saves_its_files(
     ray_cluster: None, tmp_path: Path
 ) -> None:
     rows = [{"custom_id": f"row-{i}", "prompt": f"a bird number {i}"} for i in range(100)]
@@ -172,14 +173,22 @@ async def test_an_actor_killed_mid_block_is_retried_by_ray_and_creates_each_row_
 
         def run() -> list[dict[str, Any]]:
             ds = ray.data.from_items(rows, override_num_blocks=4)
-            return list(_generate(fake, ds, job="kill", requests=request).take_all())
+            # The files go to a path of a pyarrow file system (object storage in production).
+            saved = _generate(
+                fake, ds, job="kill", requests=request, download_to=str(files), filesystem=pafs.LocalFileSystem()
+            )
+            return list(saved.take_all())
 
+        files = tmp_path / "files"
         out = await _in_thread(run)
         assert os.path.exists(flag)
         assert len(out) == 100
         assert all(r["ok"] for r in out), [r["error_message"] for r in out if not r["ok"]]
         assert fake.stats.creates == 100  # exactly one per row, although one block ran twice
         assert len({r["task_id"] for r in out}) == 100
+        # Named from the custom_id: one file per row, in the directory given.
+        assert sorted(p.name for p in files.iterdir()) == sorted(f"row-{i}-0.png" for i in range(100))
+        assert all(r["files"] == [f"{files}/{r['custom_id']}-0.png"] for r in out)
 
 
 # -- without a cluster: keys, the shared state, settings ------------------------------------------------------
