@@ -705,9 +705,7 @@ class BatchRun:
                 f"not submitted: {why}", budget=self.budget or 0.0, committed=self.stats.committed_credits
             )
             return Outcome(index, item, request, error=error)
-        plan = _Plan(
-            self._new_key(index), estimate=estimate, probe=probe, price=self._budget_price(request), sent=sent
-        )
+        plan = _Plan(self._new_key(index), estimate=estimate, probe=probe, price=self._budget_price(request), sent=sent)
         if self._journal is not None:
             sources = list(getattr(sent, "image_urls", ())) if sent is not None else None
             try:

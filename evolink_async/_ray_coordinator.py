@@ -7,6 +7,7 @@ API key; :class:`RayCoordinator` is the engine's coordinator over it (pace, in-f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -33,6 +34,8 @@ T = TypeVar("T")
 
 #: The Ray namespace of the coordinator actors: every job on the cluster finds them there.
 NAMESPACE = "evolink"
+# Ledger writes sent together (see RayJournal._record).
+_FLUSH_EVERY = 32
 
 
 def coordinator_name(api_key: str, base_url: str) -> str:
@@ -54,6 +57,10 @@ def shared_state(name: str) -> Any:
         # Callers waiting for a slot wait inside it (a freed slot wakes them): room for many at once.
         max_concurrency=10_000,
     ).remote()
+
+
+async def _awaited(ref: Any) -> Any:
+    return await ref
 
 
 async def _call(name: str, what: str, fn: Callable[[], Awaitable[T]]) -> T:
@@ -156,6 +163,8 @@ class RayJournal:
         self.lease_seconds = lease_seconds
         self._keys = list(keys)
         self._known: list[dict[str, Any] | None] = []
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._sent: list[Any] = []
 
     def __repr__(self) -> str:
         return f"<RayJournal job={self.job!r} inputs={len(self._keys)}>"
@@ -172,7 +181,23 @@ class RayJournal:
         self._known = await self._ledger("read the ledger", "entries", self._keys)
 
     async def close(self) -> None:
-        """Nothing held."""
+        """The block's last writes, sent and confirmed (its outcomes are returned after them)."""
+        self._flush()
+        sent, self._sent = self._sent, []
+        for ref in sent:
+            await _call(self._name, "write the ledger", functools.partial(_awaited, ref))
+
+    def _record(self, index: int, changes: dict[str, Any]) -> None:
+        # Written in batches, not awaited one by one: the ledger saves reads and budget on a rerun, but no create
+        # depends on it (the keys are derived), so a write lost with a dead actor costs at most a replayed create.
+        self._pending.append((self._keys[index], changes))
+        if len(self._pending) >= _FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            records, self._pending = self._pending, []
+            self._sent.append(self._handle.record.remote(self.job, records))
 
     async def claim(self, index: int) -> bool:
         return True
@@ -203,11 +228,11 @@ class RayJournal:
         )
 
     async def plan(self, index: int, fp: str, key: str, sources: list[str] | None = None) -> bool:
-        await self._ledger("write the ledger", "record", key, {"fingerprint": fp, "sources": sources})
+        self._record(index, {"fingerprint": fp, "sources": sources})
         return True
 
     async def submitted(self, index: int, task_id: str, credits: float | None) -> None:
-        await self._ledger("write the ledger", "record", self._keys[index], {"task_id": task_id, "credits": credits})
+        self._record(index, {"task_id": task_id, "credits": credits})
 
     async def finished(
         self,
@@ -218,7 +243,7 @@ class RayJournal:
         files: Sequence[str] = (),
         credits: float | None = None,
     ) -> None:
-        await self._ledger("write the ledger", "record", self._keys[index], {"state": state, "credits": credits})
+        self._record(index, {"state": state, "credits": credits})
 
     async def first_index(self) -> int | None:
         return None  # each input is checked against its own entry

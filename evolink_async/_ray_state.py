@@ -145,8 +145,11 @@ class SharedState:
         entries = self._job(job).entries
         return [entries.get(key) for key in keys]
 
-    async def record(self, job: str, key: str, changes: dict[str, Any]) -> None:
-        self._job(job).entries.setdefault(key, {}).update(changes)
+    async def record(self, job: str, records: list[tuple[str, dict[str, Any]]]) -> None:
+        """Apply ``(key, changes)`` records in order (a block's writes, sent together)."""
+        entries = self._job(job).entries
+        for key, changes in records:
+            entries.setdefault(key, {}).update(changes)
 
     async def reserve(self, job: str, amount: float, budget: float) -> bool:
         state = self._job(job)
