@@ -75,7 +75,7 @@ def run_ray(fake: FakeEvolink, rows: list[dict[str, Any]], job: str, actors: int
         api_key=fake.api_key,
         base_url=fake.base_url,
         poll=POLL,
-        compute=ray.data.ActorPoolStrategy(size=actors),
+        compute=ray.data.ActorPoolStrategy(size=actors, max_concurrent_calls_per_actor=4),
         num_cpus=0.25,
         **{"batch_size": None, **options},
     )

@@ -45,7 +45,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("evolink_async.ray needs the ray extra: pip install 'evolink-async[ray]'") from exc
 
-__all__ = ("CUSTOM_ID", "OUTCOME_COLUMNS", "ROWS", "GenerateBatch", "RaySettings", "generate")
+__all__ = ("CUSTOM_ID", "OUTCOME_COLUMNS", "ROWS", "GenerateBatch", "RaySettings", "default_compute", "generate")
 
 #: How the shared limits are kept: ``"ray"`` (a named actor), ``"local"`` (each actor its own), or a function
 #: that makes a coordinator in each actor (e.g. ``functools.partial(RedisCoordinator, "redis://...")``).
@@ -140,7 +140,7 @@ class GenerateBatch:
     """The callable class for ``ds.map_batches``: one client per actor, a block's rows through ``generate_many``::
 
         ds.map_batches(GenerateBatch, fn_constructor_kwargs={"settings": RaySettings(job="j")},
-                       batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=4))
+                       batch_format="pyarrow", compute=default_compute(4))
 
     Returns the block's columns plus :data:`OUTCOME_COLUMNS`, one row per input, in the block's order.
     """
@@ -286,6 +286,15 @@ def _with_outcomes(batch: pa.Table, columns: list[dict[str, Any]]) -> pa.Table:
     return batch
 
 
+def default_compute(actors: int = 2, *, calls_per_actor: int = 4) -> Any:
+    """Ray's actor pool for :func:`generate`: ``actors`` actors, each running ``calls_per_actor`` blocks at once.
+
+    An actor mostly waits on the network, so it takes several blocks at a time (Ray's default is one): while
+    one block waits for its slowest task, the others keep the actor's share of the account busy.
+    """
+    return ray.data.ActorPoolStrategy(size=actors, max_concurrent_calls_per_actor=calls_per_actor)
+
+
 def generate(
     ds: ray.data.Dataset,
     *,
@@ -316,7 +325,7 @@ def generate(
     ``job`` names the job: a rerun under the same name sends the same Idempotency-Keys (nothing is paid twice).
     A ``custom_id`` column names each input (its identity across reruns, and its files' names). ``limits``,
     ``budget``, ``timeout`` and ``fields`` mean what they mean for ``generate_many``, for the whole job.
-    ``compute``: Ray's strategy (default ``ActorPoolStrategy(size=2)``); ``num_cpus`` per actor (the actors
+    ``compute``: Ray's strategy (default :func:`default_compute`: 2 actors); ``num_cpus`` per actor (the actors
     mostly wait on the network); ``batch_size`` rows per call.
     """
     settings = RaySettings(
@@ -344,7 +353,7 @@ def generate(
         fn_constructor_kwargs={"settings": settings},
         batch_format="pyarrow",
         batch_size=batch_size,
-        compute=compute if compute is not None else ray.data.ActorPoolStrategy(size=2),
+        compute=compute if compute is not None else default_compute(),
         num_cpus=num_cpus,
     )
 

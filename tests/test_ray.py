@@ -63,7 +63,7 @@ def _generate(fake: FakeEvolink, ds: Any, **options: Any) -> Any:
         "base_url": fake.base_url,
         "poll": FAST_POLL,
         "retry": FAST_RETRY,
-        "compute": ray.data.ActorPoolStrategy(size=2),
+        "compute": evo_ray.default_compute(),
         "num_cpus": 0.25,
         "batch_size": 25,
     }
