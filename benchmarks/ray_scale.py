@@ -40,6 +40,7 @@ import evolink_async as evo
 from evolink_async.testing import FakeEvolink, TaskPlan
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report from a benchmark
+os.environ.setdefault("RAY_worker_niceness", "0")  # Ray's workers at nice 15 would measure the machine's other load
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray.data.context")  # Ray's own (see pyproject)
 
 import ray  # noqa: E402
