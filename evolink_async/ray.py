@@ -325,8 +325,7 @@ def generate(
     ``job`` names the job: a rerun under the same name sends the same Idempotency-Keys (nothing is paid twice).
     A ``custom_id`` column names each input (its identity across reruns, and its files' names). ``limits``,
     ``budget``, ``timeout`` and ``fields`` mean what they mean for ``generate_many``, for the whole job.
-    ``compute``: Ray's strategy (default :func:`default_compute`: 2 actors); ``num_cpus`` per actor (the actors
-    mostly wait on the network); ``batch_size`` rows per call.
+    ``compute``: Ray's strategy (:func:`default_compute`); ``num_cpus`` per actor; ``batch_size`` rows per call.
     """
     settings = RaySettings(
         job=job,
