@@ -40,7 +40,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # Ray must not try to reach the internet
     # Ray starts its workers at nice 15: on a machine busy with other work they would wait behind it, and the
     # test's timings with them. Test workers run at the same priority as the test.
-    os.environ["RAY_worker_niceness"] = "0"
+    os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 - Ray reads this exact (lowercase) name
     temp = tmp_path_factory.mktemp("ray")
     ray.init(
         num_cpus=2,
