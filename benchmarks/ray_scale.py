@@ -87,7 +87,7 @@ async def shared_pace(count: int) -> dict[int, float]:
     rates: dict[int, float] = {}
     limits = evo.Limits(max_in_flight=64, requests_per_second=RATE, burst=BURST)
     for actors in (1, 2, 4):
-        async with FakeEvolink(plan=lambda body: TaskPlan(duration=0.2)) as fake:
+        async with FakeEvolink(plan=lambda body: TaskPlan(duration=0.2), initial_credits=1e9) as fake:
             rows = [{"custom_id": f"r{i}", "prompt": f"pace {i}"} for i in range(count)]
             job = f"pace-{actors}-{time.time()}"
             await anyio.to_thread.run_sync(functools.partial(run_ray, fake, rows, job, actors, limits=limits))
@@ -100,7 +100,7 @@ async def throughput(count: int) -> dict[str, float]:
     limits = evo.Limits(max_in_flight=256, requests_per_second=None)
     rows = [{"custom_id": f"r{i}", "prompt": f"fast {i}"} for i in range(count)]
     out: dict[str, float] = {}
-    async with FakeEvolink(plan=lambda body: TaskPlan(duration=0.2)) as fake:
+    async with FakeEvolink(plan=lambda body: TaskPlan(duration=0.2), initial_credits=1e9) as fake:
         await anyio.to_thread.run_sync(lambda: run_ray(fake, rows, f"fast-{time.time()}", 2, limits=limits))
         out["ray"] = count / span(fake, 0)
         since = len(fake.stats.requests_seen)
@@ -127,7 +127,7 @@ async def kills(count: int, flags: Path) -> dict[str, int]:
             threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGKILL)).start()
         return str(row["prompt"])
 
-    async with FakeEvolink(plan=lambda body: TaskPlan(duration=0.5)) as fake:
+    async with FakeEvolink(plan=lambda body: TaskPlan(duration=0.5), initial_credits=1e9) as fake:
         out = await anyio.to_thread.run_sync(
             lambda: run_ray(fake, rows, f"kills-{time.time()}", 2, requests=request, batch_size=25)
         )
