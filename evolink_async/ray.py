@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -218,7 +218,9 @@ class GenerateBatch:
         ]
         return _with_outcomes(batch, columns)
 
-    async def _run(self, client: AsyncClient, keys: list[str], inputs: list[Any], todo: list[int], scratch: str) -> Any:
+    async def _run(
+        self, client: AsyncClient, keys: list[str], inputs: list[Any], todo: list[int], scratch: str
+    ) -> AsyncIterator[tuple[int, Outcome]]:
         s = self.settings
         journal = RayJournal(self._handle, self._name, s.job, [keys[i] for i in todo], lease_seconds=s.lease_seconds)
         run = client.generate_many(
