@@ -140,7 +140,7 @@ bench: install-bench $(SYSTEM_STAMP)
 	$(BIN)/python benchmarks/polling.py --also-fixed 1,2,5,10 --json benchmarks/results/polling.json || status=1; \
 	$(BIN)/python benchmarks/batch.py --json benchmarks/results/batch.json || status=1; \
 	$(BIN)/python benchmarks/callbacks.py || status=1; \
-	for b in pace scale coordinated; do \
+	for b in pace scale coordinated ray_scale; do \
 		$(BIN)/python benchmarks/$$b.py --json benchmarks/results/$$b.json || status=1; \
 	done; \
 	$(BIN)/python benchmarks/plot.py benchmarks/results docs/img || status=1; \

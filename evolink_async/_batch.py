@@ -865,9 +865,7 @@ class BatchRun:
                 f"not submitted: {why}", budget=self.budget or 0.0, committed=self.stats.committed_credits
             )
             return Outcome(index, item, request, error=error)
-        plan = _Plan(
-            new_idempotency_key(), estimate=estimate, probe=probe, price=self._budget_price(request), sent=sent
-        )
+        plan = _Plan(self._new_key(index), estimate=estimate, probe=probe, price=self._budget_price(request), sent=sent)
         if self._journal is not None:
             sources = list(getattr(sent, "image_urls", ())) if sent is not None else None
             try:
@@ -880,6 +878,12 @@ class BatchRun:
                 self._not_created(plan)
                 return _ELSEWHERE
         return plan
+
+    def _new_key(self, index: int) -> str:
+        # A journal may derive each input's key from the input (evolink_async.ray): a block that Ray runs again
+        # then sends the same keys, and EvoLink replays those creates instead of charging twice.
+        key_for = getattr(self._journal, "key_for", None)
+        return str(key_for(index)) if key_for is not None else new_idempotency_key()
 
     async def _run(self, index: int, request: Request, plan: _Plan, on_final: OnFinal) -> Launched:
         """The engine's path for this input: create (unless resumed by id), then followed until final."""
