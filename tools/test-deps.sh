@@ -18,7 +18,7 @@ rm -rf "$env"
 "$uv" venv --quiet --python "$python" "$env"
 groups=(--group test)
 [ "$resolution" = highest ] && groups+=(--group check)
-"$uv" pip install --quiet --python "$env/bin/python" --resolution "$resolution" -e '.[cli,redis,otel]' "${groups[@]}"
+"$uv" pip install --quiet --python "$env/bin/python" --resolution "$resolution" -e '.[cli,redis,otel,ray]' "${groups[@]}"
 echo "== Python $version, $resolution: $("$env/bin/python" -c 'import platform; print(platform.python_version())')"
 "$uv" pip freeze --python "$env/bin/python" \
 	| grep -iE '^(aiohttp|attrs|cattrs|anyio|rich|redis|opentelemetry-(api|instrumentation-aiohttp-client))==' \
