@@ -24,6 +24,7 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import errors
+from ._config import Limits
 from ._converter import request_to_wire, structure_task, task_to_wire
 from ._custom_id import CustomIds, custom_id_of
 from ._download import Downloader
@@ -262,12 +263,8 @@ class BatchRun:
         self._engine = engine
         self._downloader = downloader
         self._inputs = inputs
-        self._pool_size = max_in_flight or engine.limits.max_in_flight
+        self._pool_size, self._submitters, self._finishers = _pools(max_in_flight, engine.limits)
         self._cap = anyio.CapacityLimiter(self._pool_size)
-        limits = engine.limits
-        # Creates go out over at most max_connections at once: twice that many submitters keep them busy.
-        self._submitters = min(self._pool_size, max(16, 2 * limits.max_connections))
-        self._finishers = min(self._pool_size, max(16, limits.max_download_connections))
         self._following: dict[int, Launched] = {}
         self._finals: MemoryObjectSendStream[_Final] | None = None
         self._submitted_all = False
@@ -288,9 +285,7 @@ class BatchRun:
         self._fatal: errors.JournalError | None = None
         self._input_error: Exception | None = None
         self._download_to = Path(download_to) if download_to is not None else None
-        self._journal: Any = None
-        if journal is not None:
-            self._journal = journal if getattr(journal, "shared", False) else Journal(journal)
+        self._journal: Any = journal if journal is None or getattr(journal, "shared", False) else Journal(journal)
         self._shared = self._journal is not None and getattr(self._journal, "shared", False)
         # Inputs of a shared batch that another live worker holds: revisited once the inputs are all pulled.
         self._deferred: list[tuple[int, Any]] = []
@@ -1118,6 +1113,13 @@ def _charged(task: Task, estimate: float) -> float:
     if usage is not None and usage.credits_used is not None and math.isfinite(usage.credits_used):
         return usage.credits_used
     return estimate
+
+
+def _pools(max_in_flight: int | None, limits: Limits) -> tuple[int, int, int]:
+    """The batch's own cap, and how many submitters and finishers serve it."""
+    pool = max_in_flight or limits.max_in_flight
+    # Creates go out over at most max_connections at once: twice that many submitters keep them busy.
+    return pool, min(pool, max(16, 2 * limits.max_connections)), min(pool, max(16, limits.max_download_connections))
 
 
 def _check_max_in_flight(max_in_flight: int | None, client_cap: int) -> None:
