@@ -263,9 +263,8 @@ class BatchRun:
         self._engine = engine
         self._downloader = downloader
         self._inputs = inputs
-        self._pool_size = max_in_flight or engine.limits.max_in_flight
+        self._pool_size, self._submitters, self._finishers = _pools(max_in_flight, engine.limits)
         self._cap = anyio.CapacityLimiter(self._pool_size)
-        self._submitters, self._finishers = _pool_sizes(self._pool_size, engine.limits)
         self._following: dict[int, Launched] = {}
         self._finals: MemoryObjectSendStream[_Final] | None = None
         self._submitted_all = False
@@ -285,7 +284,7 @@ class BatchRun:
         self._fatal: errors.JournalError | None = None
         self._input_error: Exception | None = None
         self._download_to = Path(download_to) if download_to is not None else None
-        self._journal: Any = _journal_of(journal)
+        self._journal: Any = journal if journal is None or getattr(journal, "shared", False) else Journal(journal)
         self._shared = self._journal is not None and getattr(self._journal, "shared", False)
         # Inputs of a shared batch that another live worker holds: revisited once the inputs are all pulled.
         self._deferred: list[tuple[int, Any]] = []
@@ -1119,16 +1118,11 @@ def _charged(task: Task, estimate: float) -> float:
     return estimate
 
 
-def _pool_sizes(pool_size: int, limits: Limits) -> tuple[int, int]:
-    """How many submitters and finishers a batch runs: creates go out over at most max_connections at once, and
-    twice that many submitters keep them busy."""
-    return min(pool_size, max(16, 2 * limits.max_connections)), min(pool_size, max(16, limits.max_download_connections))
-
-
-def _journal_of(journal: Any) -> Any:
-    if journal is None:
-        return None
-    return journal if getattr(journal, "shared", False) else Journal(journal)
+def _pools(max_in_flight: int | None, limits: Limits) -> tuple[int, int, int]:
+    """The batch's own cap, and how many submitters and finishers serve it."""
+    pool = max_in_flight or limits.max_in_flight
+    # Creates go out over at most max_connections at once: twice that many submitters keep them busy.
+    return pool, min(pool, max(16, 2 * limits.max_connections)), min(pool, max(16, limits.max_download_connections))
 
 
 def _check_max_in_flight(max_in_flight: int | None, client_cap: int) -> None:

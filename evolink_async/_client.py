@@ -49,14 +49,6 @@ if TYPE_CHECKING:
 __all__ = ("AsyncClient", "OnUpdate")
 
 
-def _check_options(**options: object) -> None:
-    kinds = {"timeouts": Timeouts, "retry": RetryPolicy, "poll": PollPolicy, "limits": Limits}
-    for name, value in options.items():
-        cls = kinds[name]
-        if not isinstance(value, cls):
-            raise errors.ConfigurationError(f"{name} must be a {cls.__name__}, got {type(value).__name__}")
-
-
 def _observers_of(
     observers: events.Observers | None, hooks: Iterable[events.Hook], trace_configs: Iterable[aiohttp.TraceConfig]
 ) -> events.Observers:
@@ -70,6 +62,15 @@ def _observers_of(
     if hooks or trace_configs:
         raise errors.ConfigurationError("pass observers=, or event_hooks= and trace_configs=, not both")
     return observers
+
+
+def _check_option_types(**options: object) -> None:
+    """Each option value of the type its name says (a mistake here is a ConfigurationError, not an AttributeError)."""
+    types_ = {"timeouts": Timeouts, "retry": RetryPolicy, "poll": PollPolicy, "limits": Limits}
+    for name, value in options.items():
+        cls = types_[name]
+        if not isinstance(value, cls):
+            raise errors.ConfigurationError(f"{name} must be a {cls.__name__}, got {type(value).__name__}")
 
 
 def _task_id_of(task: Task | str) -> str:
@@ -112,12 +113,9 @@ class AsyncClient:
         trace_configs: Iterable[aiohttp.TraceConfig] = (),
         observers: events.Observers | None = None,
     ) -> None:
-        _check_options(timeouts=timeouts, retry=retry, poll=poll, limits=limits)
+        _check_option_types(timeouts=timeouts, retry=retry, poll=poll, limits=limits)
         self.base_url = resolve_base_url(base_url)
-        self.timeouts = timeouts
-        self.retry = retry
-        self.poll = poll
-        self.limits = limits
+        self.timeouts, self.retry, self.poll, self.limits = timeouts, retry, poll, limits
         self.callback_url = _check_client_callback_url(callback_url, allow_local_callback_url)
         self.files_base_url = resolve_files_base_url(files_base_url, self.base_url)
         key = resolve_api_key(api_key)

@@ -1,7 +1,8 @@
 """A batch input's own id (``custom_id``, as in OpenAI's batch files): read, checked, and kept unique per run.
 
-It names the input's downloaded files (``<custom_id>-<n>.<ext>``), so two ids that make the same file name
-(``a/b`` and ``a_b``, or ``A`` and ``a`` on a case-insensitive disk) are one id repeated.
+It names the input's downloaded files (``<custom_id>-<n>.<ext>``, through ``safe_stem``, which gives a changed id
+a hash of its own: ``a/b`` and ``a_b`` make two names), so two ids whose file names differ only in case (``A``
+and ``a``: one file on a case-insensitive disk) are one id repeated.
 """
 
 from __future__ import annotations

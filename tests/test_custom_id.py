@@ -54,8 +54,12 @@ async def test_a_repeated_custom_id_is_refused_before_its_create(fake: FakeEvoli
     assert sorted(t.request["prompt"] for t in fake.tasks.values()) == [f"p{i} {QUICK}" for i in (0, 1, 3)]
 
 
-async def test_custom_ids_that_differ_only_in_case_are_one_id_repeated(
-    fake: FakeEvolink, client: evo.AsyncClient
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("Cover", "cover"), ("ABC", "abc")],
+)
+async def test_custom_ids_that_name_the_same_files_are_one_id_repeated(
+    fake: FakeEvolink, client: evo.AsyncClient, first: str, second: str
 ) -> None:
     # Their files would be one on a case-insensitive file system (macOS, Windows).
     outcomes = await client.generate_all([line("Cover"), line("cover")])
@@ -93,8 +97,16 @@ async def test_a_custom_id_never_leaves_the_download_folder(client: evo.AsyncCli
     (outcome,) = await client.generate_all([line("../../etc/passwd")], download_to=out)
     assert outcome.ok
     assert [p.parent for p in outcome.files] == [out]
-    assert outcome.files[0].name.startswith("etc_passwd~")  # sanitised, with a hash of the raw id
-    assert outcome.files[0].name.endswith("-0.png")
+    assert outcome.files[0].name.startswith("etc_passwd~")  # changed, so it carries a hash of the id
+
+
+async def test_ids_the_file_names_tell_apart_are_two_ids(client: evo.AsyncClient, tmp_path: Path) -> None:
+    outcomes = await client.generate_all([line("a/b"), line("a_b"), line("../x"), line("x")], download_to=tmp_path)
+    assert all(o.ok for o in outcomes)
+    names = [o.files[0].name for o in outcomes]
+    assert len(set(names)) == 4
+    assert names[1] == "a_b-0.png"
+    assert names[3] == "x-0.png"
 
 
 async def test_the_journal_records_the_custom_id_and_a_rerun_keeps_the_names(
